@@ -1,0 +1,59 @@
+"""evalsuite: evaluate LLM outputs with small models.
+
+The public API, imported lazily so that ``import evalsuite`` stays cheap (no torch, no models)::
+
+    import evalsuite
+    res = evalsuite.score("answers.jsonl", metrics=["bertscore"])
+    res.assert_thresholds({"bertscore_f1": 0.8})
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "score": "evalsuite.api",
+    "Scorer": "evalsuite.api",
+    "Results": "evalsuite.results",
+    "list_metrics": "metrics.base",
+    "load_metric": "metrics.base",
+    "register_metric": "metrics.base",
+    "Metric": "metrics.base",
+    "EvalsuiteError": "evalsuite.errors",
+    "ConfigError": "evalsuite.errors",
+    "InputError": "evalsuite.errors",
+    "ModelUnavailableError": "evalsuite.errors",
+    "MissingDependencyError": "evalsuite.errors",
+    "ThresholdError": "evalsuite.errors",
+    "UnknownMetricError": "evalsuite.errors",
+    "ResumeError": "evalsuite.errors",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+if TYPE_CHECKING:
+    from evalsuite.api import Scorer, score
+    from evalsuite.errors import (
+        ConfigError,
+        EvalsuiteError,
+        InputError,
+        MissingDependencyError,
+        ModelUnavailableError,
+        ResumeError,
+        ThresholdError,
+        UnknownMetricError,
+    )
+    from evalsuite.results import Results
+    from metrics.base import Metric, list_metrics, load_metric, register_metric
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalsuite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

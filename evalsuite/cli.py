@@ -1,0 +1,252 @@
+"""The ``evalsuite`` command line: score files, list metrics and models.
+
+Exit codes: 0 ok, 1 a threshold failed (or an unexpected failure), 2 a usage or input error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
+
+app = typer.Typer(
+    name="evalsuite",
+    help="Evaluate LLM outputs with small models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+USAGE_ERROR = 2
+THRESHOLD_FAILED = 1
+
+
+def parse_metric_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"bertscore:idf=true,num_layers=4"`` → ``("bertscore", {"idf": True, "num_layers": 4})``."""
+    name, _, options = spec.partition(":")
+    config: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in options.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"metric option must look like key=value, got {item!r} in {spec!r}")
+        try:
+            config[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            config[key.strip()] = raw  # a bare string such as a model name or path
+    return name.strip(), config
+
+
+def parse_thresholds(items: list[str]) -> dict[str, float]:
+    """``["bertscore_f1=0.85"]`` → ``{"bertscore_f1": 0.85}``."""
+    thresholds: dict[str, float] = {}
+    for item in items:
+        column, sep, value = item.partition("=")
+        try:
+            thresholds[column.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--fail-under expects COLUMN=NUMBER, e.g. bertscore_f1=0.85, got {item!r}")
+    return thresholds
+
+
+def _default_output(source: Path) -> Path:
+    name = source.name
+    for suffix in (".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".parquet", ".csv"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return source.with_name(f"{name}.scores.jsonl")
+
+
+@app.command()
+def score(
+    source: Annotated[Path, typer.Argument(help="Input file: .jsonl, .jsonl.gz, .parquet or .csv.")],
+    metric: Annotated[
+        list[str],
+        typer.Option("--metric", "-m", help="Metric to compute, with options: -m bertscore:idf=true. Repeatable."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Output file (.jsonl, .parquet, .csv). Default: IN.scores.jsonl."),
+    ] = None,
+    field: Annotated[
+        list[str] | None, typer.Option("--field", help="Map a canonical field to a column: prediction=output.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Most texts per model forward pass.")] = 64,
+    chunk_size: Annotated[int, typer.Option(help="Records per checkpointed chunk.")] = 1000,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option("--fail-under", help="Exit 1 when a score's mean misses it: bertscore_f1=0.85. Repeatable."),
+    ] = None,
+    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad record; skip: log it and go on.")] = "fail",
+    overwrite: Annotated[bool, typer.Option(help="Start afresh instead of resuming a partial output.")] = False,
+    cache: Annotated[bool, typer.Option(help="Reuse scores cached from earlier runs.")] = True,
+    cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
+) -> None:
+    """Score a file with one or more metrics, resumably, and print the summary."""
+    from evalsuite.api import Scorer
+    from evalsuite.records import count_records, parse_field_mapping
+    from metrics.base import load_metric
+
+    try:
+        thresholds = parse_thresholds(fail_under or [])
+        fields = parse_field_mapping(field or [])
+        if on_error not in ("fail", "skip"):
+            raise ConfigError(f"--on-error must be 'fail' or 'skip', got {on_error!r}")
+        metrics = [load_metric(name, **config) for name, config in map(parse_metric_spec, metric)]
+        out = output or _default_output(source)
+        scorer = Scorer(
+            metrics,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            cache=(cache_path or True) if cache else False,
+        )
+        unknown = sorted(set(thresholds) - set(scorer.score_columns))
+        if unknown:
+            raise ConfigError(
+                f"--fail-under names unknown score column(s) {unknown}; this run has {scorer.score_columns}"
+            )
+        total = count_records(source)
+        started = time.perf_counter()
+        with _progress() as progress:
+            task = progress.add_task("scoring", total=total)
+            run = scorer.score_file(
+                source,
+                out,
+                fields=fields,
+                on_error=on_error,  # type: ignore[arg-type]
+                overwrite=overwrite,
+                progress=lambda n: progress.advance(task, n),
+            )
+        scorer.close()
+    except (InputError, ConfigError, ResumeError, ModelUnavailableError) as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_ERROR) from None
+    except EvalsuiteError as error:
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+    elapsed = time.perf_counter() - started
+    console.print(_summary_table(run.summary))
+    console.print(
+        f"{run.records} records scored, {run.errors} bad records"
+        + (f" (see {run.errors_file})" if run.errors_file else "")
+        + f", {scorer.cache_hits} from cache, in {elapsed:.1f}s.\n"
+        f"results: {run.output}\nmanifest: {run.manifest_file}",
+        highlight=False,
+    )
+    truncated = sum(run.manifest.get("truncated_texts", {}).values())
+    if truncated:
+        console.print(f"[yellow]{truncated} texts were truncated to the model's limit.[/]")
+    failures = run.results.check_thresholds(thresholds) if thresholds else []
+    if failures:
+        err_console.print("[bold red]thresholds not met:[/]\n" + "\n".join(failures), highlight=False)
+        raise typer.Exit(THRESHOLD_FAILED)
+
+
+class _RateColumn(ProgressColumn):
+    """Records per second (rich's own speed column is for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.1f} rec/s")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def _summary_table(summary: Any) -> Table:
+    table = Table(title="summary", title_justify="left")
+    for name in ("score", "mean", "std", "95% CI", "n", "errors"):
+        table.add_column(name, justify="left" if name == "score" else "right")
+
+    def number(value: float | None) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
+    for row in summary.iter_rows(named=True):
+        interval = "–" if row["ci_low"] is None else f"{row['ci_low']:.4f}–{row['ci_high']:.4f}"
+        table.add_row(row["score"], number(row["mean"]), number(row["std"]), interval, str(row["n"]), str(row["errors"]))
+    return table
+
+
+@app.command("metrics")
+def list_metrics_command() -> None:
+    """List the registered metrics: fields they need, scores, direction and default config."""
+    from metrics.base import get_metric_class, list_metrics
+
+    table = Table(title="metrics", title_justify="left")
+    for name in ("metric", "needs fields", "columns", "better", "defaults", "description"):
+        table.add_column(name)
+    for name in list_metrics():
+        try:
+            metric = get_metric_class(name)()
+        except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the others
+            table.add_row(name, "", "", "", "", f"[red]failed to load: {error}[/]")
+            continue
+        table.add_row(
+            name,
+            ", ".join(metric.fields),
+            ", ".join(metric.columns),
+            "higher" if metric.higher_is_better else "lower",
+            ", ".join(f"{key}={value}" for key, value in metric.config.items()),
+            metric.description,
+        )
+    console.print(table)
+
+
+@app.command("models")
+def list_models_command() -> None:
+    """List the model presets and whether each is available offline."""
+    from evalsuite.runtime.models import PRESETS, availability
+
+    table = Table(title="model presets", title_justify="left")
+    for name in ("preset", "available", "where", "description"):
+        table.add_column(name)
+    for name, preset in sorted(PRESETS.items()):
+        status, where = availability(name)
+        color = "green" if status in ("packaged", "hub cache") else "yellow"
+        table.add_row(name, f"[{color}]{status}[/]", where, preset.description)
+    console.print(table)
+    console.print("Any hub id or local model directory works too (-m bertscore:model=PATH).")
+
+
+def main() -> None:  # pragma: no cover - the console script calls app() directly
+    app()

