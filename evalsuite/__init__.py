@@ -32,7 +32,24 @@ _EXPORTS = {
     "ResumeError": "evalsuite.errors",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "ConfigError",
+    "EvalsuiteError",
+    "InputError",
+    "Metric",
+    "MissingDependencyError",
+    "ModelUnavailableError",
+    "Results",
+    "ResumeError",
+    "Scorer",
+    "ThresholdError",
+    "UnknownMetricError",
+    "__version__",
+    "list_metrics",
+    "load_metric",
+    "register_metric",
+    "score",
+]
 
 if TYPE_CHECKING:
     from evalsuite.api import Scorer, score

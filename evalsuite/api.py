@@ -38,7 +38,9 @@ MetricSpec = str | Metric
 Progress = Callable[[int], None]
 
 
-def build_metrics(metrics: Sequence[MetricSpec] | Mapping[str, Mapping[str, Any]] | MetricSpec) -> list[Metric]:
+def build_metrics(
+    metrics: Sequence[MetricSpec] | Mapping[str, Mapping[str, Any]] | MetricSpec,
+) -> list[Metric]:
     """Metrics from names, instances, or ``{name: config}``; duplicate output columns are refused."""
     if isinstance(metrics, str | Metric):
         metrics = [metrics]
@@ -52,7 +54,9 @@ def build_metrics(metrics: Sequence[MetricSpec] | Mapping[str, Mapping[str, Any]
     for metric in built:
         clash = seen.intersection(metric.columns)
         if clash:
-            raise ConfigError(f"two metrics write the same column(s) {sorted(clash)}; score them in separate runs")
+            raise ConfigError(
+                f"two metrics write the same column(s) {sorted(clash)}; score them in separate runs"
+            )
         seen.update(metric.columns)
     return built
 
@@ -178,9 +182,7 @@ class Scorer:
             if self.cache is not None:
                 self.cache.put_many(namespace, fresh)
             known.update(fresh)
-        return {
-            f"{metric.name}_{name}": [known[key][name] for key in keys] for name in metric.score_names
-        }
+        return {f"{metric.name}_{name}": [known[key][name] for key in keys] for name in metric.score_names}
 
     def _cache_namespace(self, metric: Metric) -> str:
         # Equal config but other weights (a local model retrained in place) must not share scores.
@@ -231,7 +233,12 @@ class Scorer:
         error_count = _count_lines(errors_file)
         summary = summarize(scores, self.score_columns, errors=error_count)
         manifest = self.manifest(
-            {"path": str(source), "sha256": input_sha, "records": scores.height + error_count, "errors": error_count},
+            {
+                "path": str(source),
+                "sha256": input_sha,
+                "records": scores.height + error_count,
+                "errors": error_count,
+            },
             fields=fields,
             started=started,
         )
@@ -244,7 +251,9 @@ class Scorer:
             errors=[{}] * error_count,
             manifest=manifest,
         )
-        return FileRun(output, errors_file, manifest_file, scores.height, error_count, summary, results, manifest)
+        return FileRun(
+            output, errors_file, manifest_file, scores.height, error_count, summary, results, manifest
+        )
 
     def _valid_stream(
         self, source: Source, fields: Mapping[str, str] | None, on_error: OnError
@@ -253,7 +262,9 @@ class Scorer:
             yield from self._validate(chunk, on_error)[0]
 
     # -- shared steps -------------------------------------------------------------------------
-    def _validate(self, chunk: Iterable[RawRecord], on_error: OnError) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _validate(
+        self, chunk: Iterable[RawRecord], on_error: OnError
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         valid: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for raw in chunk:
@@ -275,19 +286,28 @@ class Scorer:
         for metric in corpus_metrics:
             metric.fit_corpus(materialised, self.runtime)
 
-    def _rows(self, records: Sequence[dict[str, Any]], scores: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
-        return [{**record, **{column: values[i] for column, values in scores.items()}} for i, record in enumerate(records)]
+    def _rows(
+        self, records: Sequence[dict[str, Any]], scores: Mapping[str, list[Any]]
+    ) -> list[dict[str, Any]]:
+        return [
+            {**record, **{column: values[i] for column, values in scores.items()}}
+            for i, record in enumerate(records)
+        ]
 
     def _table(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
         if not rows:
-            return pl.DataFrame(schema=dict.fromkeys(["id", *self.score_columns], pl.Float64) | {"id": pl.String})
+            return pl.DataFrame(
+                schema=dict.fromkeys(["id", *self.score_columns], pl.Float64) | {"id": pl.String}
+            )
         table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
         canonical = [name for name in CANONICAL_FIELDS if name in table.columns]
         scores = [column for column in self.score_columns if column in table.columns]
         metadata = [column for column in table.columns if column not in canonical and column not in scores]
         return table.select(*canonical, *metadata, *[pl.col(column).cast(pl.Float64) for column in scores])
 
-    def manifest(self, input_info: Mapping[str, Any], *, fields: Mapping[str, str] | None, started: float) -> dict[str, Any]:
+    def manifest(
+        self, input_info: Mapping[str, Any], *, fields: Mapping[str, str] | None, started: float
+    ) -> dict[str, Any]:
         """Provenance of a run: versions, device, metric configs and hashes, models, input, times."""
         import torch
         import transformers
@@ -380,7 +400,9 @@ def _read_scores(path: Path, columns: Sequence[str]) -> pl.DataFrame:
     return frame.select(
         *[pl.col(column) for column in ["id"] if column in present],
         *[
-            pl.col(column).cast(pl.Float64) if column in present else pl.lit(None, dtype=pl.Float64).alias(column)
+            pl.col(column).cast(pl.Float64)
+            if column in present
+            else pl.lit(None, dtype=pl.Float64).alias(column)
             for column in columns
         ],
     ).collect()

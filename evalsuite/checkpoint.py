@@ -51,7 +51,7 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _commit(tmp: Path, final: Path) -> None:
+def commit_file(tmp: Path, final: Path) -> None:
     """Make a fully written temp file durable, then atomically give it its final name."""
     _fsync_file(tmp)
     os.replace(tmp, final)
@@ -61,7 +61,7 @@ def _commit(tmp: Path, final: Path) -> None:
 def _write_bytes_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + _TMP_SUFFIX)
     tmp.write_bytes(data)
-    _commit(tmp, path)
+    commit_file(tmp, path)
 
 
 class ChunkedWriter:
@@ -171,7 +171,7 @@ class ChunkedWriter:
         part = self.staging / f"part-{chunk_index:06d}.parquet"
         tmp = part.with_name(part.name + _TMP_SUFFIX)
         table.write_parquet(tmp)
-        _commit(tmp, part)
+        commit_file(tmp, part)
         self._completed += 1
 
     def finalize(self) -> tuple[Path, Path | None]:
@@ -186,7 +186,7 @@ class ChunkedWriter:
         errors_path = self._join_errors([p for p in errors if p.is_file()])
         tmp = self.staging / ("output" + _TMP_SUFFIX)
         self._join_parts(parts, tmp)
-        _commit(tmp, self.out)
+        commit_file(tmp, self.out)
         # Rename before deleting: a crash mid-delete must not leave a staging dir without its job
         # file, which a re-run would take for a fresh start of a job that has in fact finished.
         os.replace(self.staging, self._trash)
@@ -204,7 +204,7 @@ class ChunkedWriter:
             for path in files:
                 with path.open("rb") as source:
                     shutil.copyfileobj(source, sink)
-        _commit(tmp, self.errors_path)
+        commit_file(tmp, self.errors_path)
         return self.errors_path
 
     def _join_parts(self, parts: list[Path], tmp: Path) -> None:
@@ -221,10 +221,10 @@ class ChunkedWriter:
         elif self.format == ".jsonl":
             frame.sink_ndjson(tmp)
         else:
-            frame.with_columns(_json_encode_nested(frame.collect_schema())).sink_csv(tmp)
+            frame.with_columns(json_encode_nested(frame.collect_schema())).sink_csv(tmp)
 
 
-def _json_encode_nested(schema: pl.Schema) -> list[pl.Expr]:
+def json_encode_nested(schema: pl.Schema) -> list[pl.Expr]:
     """CSV cannot hold lists or structs: write them as JSON text (which the readers decode back)."""
     return [
         pl.col(name).map_batches(_to_json_strings, return_dtype=pl.String, is_elementwise=True)

@@ -85,14 +85,19 @@ def score(
     source: Annotated[Path, typer.Argument(help="Input file: .jsonl, .jsonl.gz, .parquet or .csv.")],
     metric: Annotated[
         list[str],
-        typer.Option("--metric", "-m", help="Metric to compute, with options: -m bertscore:idf=true. Repeatable."),
+        typer.Option(
+            "--metric", "-m", help="Metric to compute, with options: -m bertscore:idf=true. Repeatable."
+        ),
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output file (.jsonl, .parquet, .csv). Default: IN.scores.jsonl."),
+        typer.Option(
+            "--output", "-o", help="Output file (.jsonl, .parquet, .csv). Default: IN.scores.jsonl."
+        ),
     ] = None,
     field: Annotated[
-        list[str] | None, typer.Option("--field", help="Map a canonical field to a column: prediction=output.")
+        list[str] | None,
+        typer.Option("--field", help="Map a canonical field to a column: prediction=output."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
@@ -100,10 +105,16 @@ def score(
     chunk_size: Annotated[int, typer.Option(help="Records per checkpointed chunk.")] = 1000,
     fail_under: Annotated[
         list[str] | None,
-        typer.Option("--fail-under", help="Exit 1 when a score's mean misses it: bertscore_f1=0.85. Repeatable."),
+        typer.Option(
+            "--fail-under", help="Exit 1 when a score's mean misses it: bertscore_f1=0.85. Repeatable."
+        ),
     ] = None,
-    on_error: Annotated[str, typer.Option(help="fail: stop at the first bad record; skip: log it and go on.")] = "fail",
-    overwrite: Annotated[bool, typer.Option(help="Start afresh instead of resuming a partial output.")] = False,
+    on_error: Annotated[
+        str, typer.Option(help="fail: stop at the first bad record; skip: log it and go on.")
+    ] = "fail",
+    overwrite: Annotated[
+        bool, typer.Option(help="Start afresh instead of resuming a partial output.")
+    ] = False,
     cache: Annotated[bool, typer.Option(help="Reuse scores cached from earlier runs.")] = True,
     cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
 ) -> None:
@@ -203,7 +214,9 @@ def _summary_table(summary: Any) -> Table:
 
     for row in summary.iter_rows(named=True):
         interval = "–" if row["ci_low"] is None else f"{row['ci_low']:.4f}–{row['ci_high']:.4f}"
-        table.add_row(row["score"], number(row["mean"]), number(row["std"]), interval, str(row["n"]), str(row["errors"]))
+        table.add_row(
+            row["score"], number(row["mean"]), number(row["std"]), interval, str(row["n"]), str(row["errors"])
+        )
     return table
 
 
@@ -213,23 +226,27 @@ def list_metrics_command() -> None:
     from metrics.base import get_metric_class, list_metrics
 
     table = Table(title="metrics", title_justify="left")
-    for name in ("metric", "needs fields", "columns", "better", "defaults", "description"):
+    table.add_column("metric", no_wrap=True, style="bold")
+    for name in ("needs fields", "scores (column = metric_score)", "better", "defaults"):
         table.add_column(name)
+    descriptions = []
     for name in list_metrics():
         try:
             metric = get_metric_class(name)()
         except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the others
-            table.add_row(name, "", "", "", "", f"[red]failed to load: {error}[/]")
+            table.add_row(name, "", "", "", f"[red]failed to load: {error}[/]")
             continue
         table.add_row(
             name,
             ", ".join(metric.fields),
-            ", ".join(metric.columns),
+            ", ".join(metric.score_names),
             "higher" if metric.higher_is_better else "lower",
             ", ".join(f"{key}={value}" for key, value in metric.config.items()),
-            metric.description,
         )
+        descriptions.append(f"[bold]{name}[/]: {metric.description} {metric.citation}")
     console.print(table)
+    for line in descriptions:
+        console.print(line)
 
 
 @app.command("models")
@@ -238,7 +255,9 @@ def list_models_command() -> None:
     from evalsuite.runtime.models import PRESETS, availability
 
     table = Table(title="model presets", title_justify="left")
-    for name in ("preset", "available", "where", "description"):
+    table.add_column("preset", no_wrap=True, style="bold")
+    table.add_column("available", no_wrap=True)
+    for name in ("where", "description"):
         table.add_column(name)
     for name, preset in sorted(PRESETS.items()):
         status, where = availability(name)

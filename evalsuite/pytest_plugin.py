@@ -23,10 +23,14 @@ if TYPE_CHECKING:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("evalsuite")
-    group.addoption("--evalsuite-metrics", default=None, help="comma-separated metrics of the evalsuite_scorer fixture")
+    group.addoption(
+        "--evalsuite-metrics", default=None, help="comma-separated metrics of the evalsuite_scorer fixture"
+    )
     group.addoption("--evalsuite-device", default="auto", help="device of the evalsuite_scorer fixture")
     group.addoption("--evalsuite-no-cache", action="store_true", help="do not reuse cached scores")
-    parser.addini("evalsuite_metrics", "metrics of the evalsuite_scorer fixture", type="args", default=["bertscore"])
+    parser.addini(
+        "evalsuite_metrics", "metrics of the evalsuite_scorer fixture", type="args", default=["bertscore"]
+    )
 
 
 @pytest.fixture(scope="session")

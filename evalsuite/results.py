@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import scipy.stats
 
+from evalsuite.checkpoint import commit_file, json_encode_nested
 from evalsuite.errors import ConfigError, ThresholdError
 
 __all__ = [
@@ -281,7 +282,7 @@ class Results:
         table = self.table
         if suffix == ".csv":
             nested = [name for name, dtype in table.schema.items() if dtype.is_nested()]
-            table = table.with_columns(_json_encoded(table[name]) for name in nested)
+            table = table.with_columns(json_encode_nested(table.schema))
             manifest["csv_json_columns"] = nested
         writers: dict[str, Callable[[pathlib.Path], object]] = {
             ".parquet": table.write_parquet,
@@ -466,15 +467,10 @@ def _atomic_write(target: pathlib.Path, write: Callable[[pathlib.Path], object])
     tmp = pathlib.Path(tmp_name)
     try:
         write(tmp)
-        os.replace(tmp, target)
+        commit_file(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-def _json_encoded(series: pl.Series) -> pl.Series:
-    values = [None if value is None else json.dumps(value, ensure_ascii=False) for value in series.to_list()]
-    return pl.Series(series.name, values, dtype=pl.String)
 
 
 def _json_decoded(series: pl.Series) -> pl.Series:

@@ -104,7 +104,9 @@ def register_metric(name: str) -> Callable[[M], M]:
 
     def decorate(cls: M) -> M:
         if getattr(cls, "name", name) != name:
-            raise ConfigError(f"metric class {cls.__name__} has name {cls.name!r} but is registered as {name!r}")
+            raise ConfigError(
+                f"metric class {cls.__name__} has name {cls.name!r} but is registered as {name!r}"
+            )
         cls.name = name
         _registered[name] = cls
         return cls

@@ -52,7 +52,10 @@ def token_weights(
 
 
 def greedy_match(
-    candidate: torch.Tensor, reference: torch.Tensor, candidate_weights: torch.Tensor, reference_weights: torch.Tensor
+    candidate: torch.Tensor,
+    reference: torch.Tensor,
+    candidate_weights: torch.Tensor,
+    reference_weights: torch.Tensor,
 ) -> tuple[float, float, float]:
     """Precision, recall and F1 of one pair from token embeddings ``[len, dim]`` and token weights.
 
@@ -132,7 +135,11 @@ class BERTScore(Metric):
         if num_layers is not None and num_layers < 0:
             raise ConfigError(f"num_layers must be >= 0, got {num_layers}")
         super().__init__(
-            model=model, num_layers=num_layers, idf=idf, rescale_with_baseline=rescale_with_baseline, lang=lang
+            model=model,
+            num_layers=num_layers,
+            idf=idf,
+            rescale_with_baseline=rescale_with_baseline,
+            lang=lang,
         )
         self.model = model
         self.num_layers = num_layers
@@ -168,11 +175,17 @@ class BERTScore(Metric):
     def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
         if self.idf and self._idf is None:
             self.fit_corpus(records, rt)
-        texts = sorted({text.strip() for record in records for text in (record["prediction"], *record["references"])})
+        texts = sorted(
+            {text.strip() for record in records for text in (record["prediction"], *record["references"])}
+        )
         token_ids = rt.tokenize(self.model, texts)
-        embeddings = dict(zip(texts, rt.token_embeddings(self.model, token_ids, layer=self.num_layers), strict=True))
+        embeddings = dict(
+            zip(texts, rt.token_embeddings(self.model, token_ids, layer=self.num_layers), strict=True)
+        )
         special = rt.special_token_ids(self.model)
-        weights = {text: token_weights(ids, self._idf, special) for text, ids in zip(texts, token_ids, strict=True)}
+        weights = {
+            text: token_weights(ids, self._idf, special) for text, ids in zip(texts, token_ids, strict=True)
+        }
         baseline = None
         if self.rescale_with_baseline:
             layer = self.num_layers if self.num_layers is not None else rt.num_layers(self.model)
@@ -188,7 +201,11 @@ class BERTScore(Metric):
                 ]
             )
             if baseline is not None:
-                best = (rescale(best[0], baseline[0]), rescale(best[1], baseline[1]), rescale(best[2], baseline[2]))
+                best = (
+                    rescale(best[0], baseline[0]),
+                    rescale(best[1], baseline[1]),
+                    rescale(best[2], baseline[2]),
+                )
             for name, value in zip(self.score_names, best, strict=True):
                 scores[name].append(value)
         return scores

@@ -46,7 +46,10 @@ class EmbeddingSimilarity(Metric):
         embeddings = dict(zip(texts, rt.sentence_embeddings(self.model, texts), strict=True))
         return {
             "cosine": [
-                max(cosine_similarity(embeddings[record["prediction"]], embeddings[ref]) for ref in record["references"])
+                max(
+                    cosine_similarity(embeddings[record["prediction"]], embeddings[ref])
+                    for ref in record["references"]
+                )
                 for record in records
             ]
         }

@@ -97,12 +97,14 @@ class Runtime:
         encoder = self.encoder(model)
         limit = min(max_length or encoder.max_length, encoder.max_length)
         tokenizer = encoder.tokenizer
-        ids: list[list[int]] = tokenizer(list(texts), add_special_tokens=True, truncation=True, max_length=limit)[
-            "input_ids"
-        ]
+        ids: list[list[int]] = tokenizer(
+            list(texts), add_special_tokens=True, truncation=True, max_length=limit
+        )["input_ids"]
         at_limit = [i for i, row in enumerate(ids) if len(row) >= limit]
         if at_limit:
-            full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True, verbose=False)["input_ids"]
+            full = tokenizer([texts[i] for i in at_limit], add_special_tokens=True, verbose=False)[
+                "input_ids"
+            ]
             truncated = sum(len(row) > limit for row in full)
             if truncated:
                 self._count_truncation(model, truncated, limit)
@@ -130,7 +132,9 @@ class Runtime:
         encoder = self.encoder(model)
         layer = encoder.num_layers if layer is None else layer
         if not 0 <= layer <= encoder.num_layers:
-            raise ConfigError(f"layer must be between 0 and {encoder.num_layers} for model {model!r}, got {layer}")
+            raise ConfigError(
+                f"layer must be between 0 and {encoder.num_layers} for model {model!r}, got {layer}"
+            )
 
         def compute(batch: list[Sequence[int]]) -> list[object]:
             hidden = hidden_states_at(encoder, batch, layer).float().cpu()

@@ -31,7 +31,9 @@ def resolve_device(device: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was requested but CUDA is not available; use --device auto or cpu")
+        raise ConfigError(
+            f"device {device!r} was requested but CUDA is not available; use --device auto or cpu"
+        )
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' was requested but MPS is not available; use --device auto or cpu")
     return torch.device(device)

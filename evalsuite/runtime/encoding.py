@@ -14,7 +14,7 @@ import torch
 from evalsuite.runtime.models import LoadedEncoder
 
 
-class _StopForward(Exception):
+class _StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised by a hook once the wanted layer has run, so deeper layers cost nothing."""
 
 
@@ -27,7 +27,9 @@ def layer_modules(model: Any) -> torch.nn.ModuleList | None:
     return None
 
 
-def pad_batch(token_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(
+    token_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists into ``input_ids`` and ``attention_mask`` tensors on ``device``."""
     longest = max(len(ids) for ids in token_ids)
     input_ids = torch.full((len(token_ids), longest), pad_id, dtype=torch.long)

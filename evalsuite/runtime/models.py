@@ -93,7 +93,10 @@ class ResolvedModel:
 
 def hub_offline() -> bool:
     """True when the user or environment forbids reaching a model hub."""
-    return any(os.environ.get(var, "").lower() in {"1", "true", "yes"} for var in ("HF_HUB_OFFLINE", "EVALSUITE_OFFLINE"))
+    return any(
+        os.environ.get(var, "").lower() in {"1", "true", "yes"}
+        for var in ("HF_HUB_OFFLINE", "EVALSUITE_OFFLINE")
+    )
 
 
 def resolve_model(spec: str) -> ResolvedModel:
@@ -117,7 +120,9 @@ def resolve_model(spec: str) -> ResolvedModel:
     if local.is_dir():
         return ResolvedModel(spec, "local", str(local.resolve()), local.resolve())
     if local.exists() or spec.startswith((".", "/", "~")):
-        raise ModelUnavailableError(f"model path {spec!r} is not a directory with a model (config.json + weights)")
+        raise ModelUnavailableError(
+            f"model path {spec!r} is not a directory with a model (config.json + weights)"
+        )
     path = _hub_path(spec)
     if path is None:
         raise ModelUnavailableError(_unavailable_message(spec, None))
@@ -236,7 +241,9 @@ def _load_encoder(resolved: ResolvedModel, device: torch.device, dtype: torch.dt
         tokenizer = AutoTokenizer.from_pretrained(resolved.path, **tokenizer_options)
         model = AutoModel.from_pretrained(resolved.path, dtype=dtype)
     except (OSError, ValueError) as error:
-        raise ModelUnavailableError(f"model {resolved.name!r} at {resolved.path} could not be loaded: {error}") from error
+        raise ModelUnavailableError(
+            f"model {resolved.name!r} at {resolved.path} could not be loaded: {error}"
+        ) from error
     # Seq2seq checkpoints (BART, T5) contribute their encoder only.
     if hasattr(model, "get_encoder") and getattr(model.config, "is_encoder_decoder", False):
         model = model.get_encoder()
