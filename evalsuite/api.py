@@ -103,6 +103,7 @@ class Scorer:
             self.cache = ScoreCache(None if cache is True else cache)
         self.cache_hits = 0
         self.cache_misses = 0
+        self._models: dict[str, dict[str, Any]] = {}  # provenance of each model, resolved once
 
     @property
     def required_fields(self) -> list[str]:
@@ -186,8 +187,13 @@ class Scorer:
 
     def _cache_namespace(self, metric: Metric) -> str:
         # Equal config but other weights (a local model retrained in place) must not share scores.
-        weights = [self.runtime.describe_model(model)["weights_sha256"] for model in metric.models()]
+        weights = [self._model_info(model)["weights_sha256"] for model in metric.models()]
         return ":".join([metric.name, metric.config_hash(), metric.state_hash(), *weights])
+
+    def _model_info(self, model: str) -> dict[str, Any]:
+        if model not in self._models:
+            self._models[model] = self.runtime.describe_model(model)
+        return self._models[model]
 
     # -- streamed files -----------------------------------------------------------------------
     def score_file(
@@ -335,7 +341,7 @@ class Scorer:
                 }
                 for metric in self.metrics
             ],
-            "models": {model: self.runtime.describe_model(model) for model in models},
+            "models": {model: self._model_info(model) for model in models},
             "input": dict(input_info),
             "fields": dict(fields or {}),
             "truncated_texts": dict(self.runtime.stats.truncated_texts),

@@ -67,7 +67,8 @@ def greedy_match(
     similarity = candidate @ reference.T
     precision = float((similarity.max(dim=1).values * candidate_weights / candidate_weights.sum()).sum())
     recall = float((similarity.max(dim=0).values * reference_weights / reference_weights.sum()).sum())
-    f1 = 2 * precision * recall / (precision + recall)
+    total = precision + recall
+    f1 = 2 * precision * recall / total if total != 0 else 0.0
     return precision, recall, (0.0 if math.isnan(f1) else f1)
 
 

@@ -79,7 +79,9 @@ def unrelated_pairs(pairs_of: dict[str, set[int]], *, count: int, seed: int) -> 
                 break
         stale_rounds = stale_rounds + 1 if len(drawn) == before else 0
         if stale_rounds >= 10:
-            raise ValueError(f"only {len(drawn)} unrelated pairs can be drawn from these sentences, asked {count}")
+            raise ValueError(
+                f"only {len(drawn)} unrelated pairs can be drawn from these sentences, asked {count}"
+            )
     return drawn
 
 
@@ -147,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs, model=args.model, layer=layer, device=args.device, batch_size=args.batch_size
         )
         rows.append(f"{layer},{format_value(precision)},{format_value(recall)},{format_value(f1)}")
-        print(f"layer {layer}: {rows[-1]} ({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
+        print(
+            f"layer {layer}: {rows[-1]} ({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True
+        )
     out = args.out_dir / args.lang / f"{args.name}.tsv"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("LAYER,P,R,F\n" + "".join(f"{row}\n" for row in rows), encoding="utf-8")

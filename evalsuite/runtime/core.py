@@ -59,6 +59,7 @@ class Runtime:
         self.token_budget = token_budget
         self.stats = RuntimeStats()
         self._lock = threading.Lock()
+        self._warned: set[tuple[str, int]] = set()
 
     def describe(self) -> dict[str, Any]:
         """Provenance for the manifest."""
@@ -94,6 +95,8 @@ class Runtime:
     # -- tokenisation -------------------------------------------------------------------------
     def tokenize(self, model: str, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
         """Token ids with special tokens, truncated to the model's limit (counted and warned once)."""
+        if not texts:
+            return []
         encoder = self.encoder(model)
         limit = min(max_length or encoder.max_length, encoder.max_length)
         tokenizer = encoder.tokenizer
@@ -112,7 +115,8 @@ class Runtime:
 
     def _count_truncation(self, model: str, count: int, limit: int) -> None:
         with self._lock:
-            first = model not in self.stats.truncated_texts
+            first = (model, limit) not in self._warned
+            self._warned.add((model, limit))
             self.stats.truncated_texts[model] = self.stats.truncated_texts.get(model, 0) + count
         if first:
             warnings.warn(

@@ -60,7 +60,9 @@ def is_out_of_memory(error: BaseException) -> bool:
 
     if isinstance(error, torch.OutOfMemoryError):
         return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    message = str(error).lower()
+    # CUDA/MPS say "out of memory"; the CPU allocator says "can't allocate memory".
+    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
 def release_cached_memory(device: torch.device) -> None:

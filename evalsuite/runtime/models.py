@@ -251,8 +251,10 @@ def _load_encoder(resolved: ResolvedModel, device: torch.device, dtype: torch.dt
     sentence_config = _sentence_transformers_config(resolved.path)
     max_length = int(getattr(tokenizer, "model_max_length", 512))
     position_limit = getattr(model.config, "max_position_embeddings", None)
-    if max_length > 100_000 and position_limit:  # tokenizers without a limit report a huge sentinel
-        max_length = int(position_limit)
+    if position_limit:
+        if max_length > 100_000:  # tokenizers without a limit report a huge sentinel
+            max_length = int(position_limit)
+        max_length = min(max_length, int(position_limit))
     return LoadedEncoder(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
 
 

@@ -175,11 +175,11 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_resume_after_kill_9_gives_every_record_exactly_once(tmp_path: Path) -> None:
-    count = 3000
+    count = 800
     source = write_jsonl(tmp_path / "in.jsonl", good_records(count))
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "evalsuite", "score", str(source), "-m", "bertscore", "-o", str(out),
-               "--chunk-size", "50", "--batch-size", "8", "--cache-path", str(tmp_path / "cache.sqlite")]  # fmt: skip
+               "--chunk-size", "20", "--batch-size", "8", "--cache-path", str(tmp_path / "cache.sqlite")]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     staging = Path(f"{out}.partial")
     deadline = time.monotonic() + 120
