@@ -30,7 +30,9 @@ def timed_run(source: Path, out: Path, metrics: list[str], cache: Path) -> tuple
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--input", type=Path, default=EXAMPLE)
     parser.add_argument("--metric", action="append", dest="metrics", help="metric name (repeatable)")
     args = parser.parse_args()

@@ -62,7 +62,9 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     message = str(error).lower()
     # CUDA/MPS say "out of memory"; the CPU allocator says "can't allocate memory".
-    return isinstance(error, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in message or "can't allocate memory" in message
+    )
 
 
 def release_cached_memory(device: torch.device) -> None:

@@ -19,8 +19,16 @@ pytestmark = pytest.mark.model
 
 RECORDS: list[dict[str, Any]] = [
     {"prediction": "The cat sat on the mat.", "references": ["A cat was sitting on the mat."], "task": "a"},
-    {"prediction": "Paris is the capital of France.", "references": "France's capital is Paris.", "task": "b"},
-    {"prediction": "Water boils at 100 °C at sea level.", "references": ["At sea level water boils at 100 degrees."], "task": "a"},
+    {
+        "prediction": "Paris is the capital of France.",
+        "references": "France's capital is Paris.",
+        "task": "b",
+    },
+    {
+        "prediction": "Water boils at 100 °C at sea level.",
+        "references": ["At sea level water boils at 100 degrees."],
+        "task": "a",
+    },
 ]
 
 
@@ -42,8 +50,12 @@ def test_score_returns_one_row_per_record_with_named_columns() -> None:
 
 
 def test_dataframe_input_with_field_mapping() -> None:
-    frame = pl.DataFrame({"answer": [r["prediction"] for r in RECORDS], "gold": [r["references"] for r in RECORDS[:1]] * 3})
-    res = evalsuite.score(frame, ["bertscore"], fields={"prediction": "answer", "references": "gold"}, cache=False)
+    frame = pl.DataFrame(
+        {"answer": [r["prediction"] for r in RECORDS], "gold": [r["references"] for r in RECORDS[:1]] * 3}
+    )
+    res = evalsuite.score(
+        frame, ["bertscore"], fields={"prediction": "answer", "references": "gold"}, cache=False
+    )
     assert len(res) == 3
     assert "answer" not in res.table.columns
 
@@ -101,7 +113,8 @@ def test_second_run_of_an_unchanged_file_makes_no_model_call(tmp_path: Path) -> 
     second_run = second.score_file(source, tmp_path / "b.jsonl")
     assert second.runtime.stats.forward_passes == 0
     assert models._encoders == {}, "a fully cached run must not even load the model"
-    assert second.cache_hits == 6 and second.cache_misses == 0
+    assert second.cache_hits == 6
+    assert second.cache_misses == 0
     assert second_run.results.table.equals(first_run.results.table)
     second.close()
 

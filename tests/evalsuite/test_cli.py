@@ -34,7 +34,11 @@ def write_jsonl(path: Path, records: list[dict[str, object]]) -> Path:
 
 def good_records(count: int) -> list[dict[str, object]]:
     return [
-        {"id": f"r{i}", "prediction": f"The answer number {i} is a short sentence.", "references": [f"Answer {i}."]}
+        {
+            "id": f"r{i}",
+            "prediction": f"The answer number {i} is a short sentence.",
+            "references": [f"Answer {i}."],
+        }
         for i in range(count)
     ]
 
@@ -47,7 +51,8 @@ def test_score_writes_results_manifest_and_summary(tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
     code, output = run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(out))
     assert code == 0, output
-    assert "bertscore_f1" in output and "summary" in output
+    assert "bertscore_f1" in output
+    assert "summary" in output
     table = pl.read_parquet(out)
     assert table.height == 40
     assert {"id", "prediction", "references", "bertscore_f1"} <= set(table.columns)
@@ -72,10 +77,29 @@ def test_metric_options_and_field_mapping(tmp_path: Path) -> None:
 
 
 def test_fail_under_exits_one_and_passes_when_met(tmp_path: Path) -> None:
-    code, output = run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(tmp_path / "a.jsonl"), "--fail-under", "bertscore_f1=0.99")
+    code, output = run(
+        "score",
+        str(EXAMPLE),
+        "-m",
+        "bertscore",
+        "-o",
+        str(tmp_path / "a.jsonl"),
+        "--fail-under",
+        "bertscore_f1=0.99",
+    )
     assert code == 1
-    assert "bertscore_f1" in output and "below the threshold 0.99" in output
-    code, _ = run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(tmp_path / "b.jsonl"), "--fail-under", "bertscore_f1=0.1")
+    assert "bertscore_f1" in output
+    assert "below the threshold 0.99" in output
+    code, _ = run(
+        "score",
+        str(EXAMPLE),
+        "-m",
+        "bertscore",
+        "-o",
+        str(tmp_path / "b.jsonl"),
+        "--fail-under",
+        "bertscore_f1=0.1",
+    )
     assert code == 0
 
 
@@ -98,9 +122,13 @@ def test_usage_errors_exit_two(tmp_path: Path, args: list[str], message: str) ->
 
 def test_metrics_and_models_commands() -> None:
     code, output = run("metrics")
-    assert code == 0 and "bertscore" in output and "embedding_similarity" in output
+    assert code == 0
+    assert "bertscore" in output
+    assert "embedding_similarity" in output
     code, output = run("models")
-    assert code == 0 and "minilm" in output and "packaged" in output
+    assert code == 0
+    assert "minilm" in output
+    assert "packaged" in output
 
 
 BAD_LINES = {
@@ -168,7 +196,8 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     assert run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(out))[0] == 0
     code, output = run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(out))
-    assert code == 2 and "--overwrite" in output
+    assert code == 2
+    assert "--overwrite" in output
     assert run("score", str(EXAMPLE), "-m", "bertscore", "-o", str(out), "--overwrite")[0] == 0
     assert len(read_ids(out)) == 40
 
