@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import sys
 import time
 import warnings
@@ -45,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from evalsuite.datasets import resolve_data_dir
+from evalsuite.errors import ConfigError
 
 STS_TEST = Path("sts") / "stsbenchmark_sts-test.csv"
 SUMMEVAL = Path("summarization") / "bartscore_SummEval_data.json"
@@ -287,15 +289,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs of each dataset")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each tool (best is kept)")
     args = parser.parse_args(argv)
-    if args.data is None:
-        env = os.environ.get("EVALSUITE_DATA")
-        if not env:
-            parser.error("no data directory: pass --data DIR or set EVALSUITE_DATA")
-        args.data = Path(env)
     needed = {"sts": [STS_TEST], "summeval": [SUMMEVAL], "all": [STS_TEST, SUMMEVAL]}[args.dataset]
-    missing = [str(args.data / path) for path in needed if not (args.data / path).is_file()]
-    if missing:
-        parser.error(f"data file(s) not found: {', '.join(missing)}")
+    try:
+        args.data = resolve_data_dir(args.data, needs=map(str, needed))
+    except ConfigError as error:
+        parser.error(str(error))
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
     if args.limit is not None and args.limit < 1:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
 import random
 import sys
 import time
@@ -35,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from evalsuite.api import Scorer
+from evalsuite.datasets import resolve_data_dir
+from evalsuite.errors import ConfigError
 from metrics.bertscore import BASELINES_DIR
 
 STS_TRAIN = Path("sts") / "stsbenchmark_sts-train.csv"
@@ -118,13 +119,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out-dir", type=Path, default=BASELINES_DIR, help="baselines root folder")
     args = parser.parse_args(argv)
-    if args.data is None:
-        env = os.environ.get("EVALSUITE_DATA")
-        if not env:
-            parser.error("no data directory: pass --data DIR or set EVALSUITE_DATA")
-        args.data = Path(env)
-    if not (args.data / STS_TRAIN).is_file():
-        parser.error(f"data file not found: {args.data / STS_TRAIN}")
+    try:
+        args.data = resolve_data_dir(args.data, needs=[str(STS_TRAIN)])
+    except ConfigError as error:
+        parser.error(str(error))
     if args.pairs < 1:
         parser.error(f"--pairs must be a positive integer, got {args.pairs}")
     return args
