@@ -2,7 +2,10 @@
 
 The math is in pure functions (:func:`idf_weights`, :func:`greedy_match`, :func:`best_over_references`,
 :func:`rescale`); :class:`BERTScore` only wires them to the runtime. Scores equal those of the
-original ``bert_score`` package (0.3.13) with the same model and layer.
+original ``bert_score`` package (0.3.13) with the same model and layer, with one deliberate
+difference: ``bert_score`` lets padded positions of its scoring batch count as a similarity of 0,
+so a token whose best real match has a negative cosine can score 0 there, depending on the batch.
+Here tokens are matched over real positions only, so scores do not depend on batching.
 """
 
 from __future__ import annotations
