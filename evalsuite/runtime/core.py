@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import ConfigError
 from evalsuite.runtime.batching import run_batched
 from evalsuite.runtime.device import is_out_of_memory, release_cached_memory, resolve_device, resolve_dtype
-from evalsuite.runtime.models import PRESETS, LoadedEncoder, load_encoder, resolve_model
+from evalsuite.runtime.models import PRESETS, LoadedModel, load_encoder, load_model, resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -71,7 +71,7 @@ class Runtime:
         }
 
     # -- models -------------------------------------------------------------------------------
-    def encoder(self, model: str) -> LoadedEncoder:
+    def encoder(self, model: str) -> LoadedModel:
         """The loaded encoder for a preset, path or hub id (loaded once per process)."""
         return load_encoder(model, self.device, self.dtype)
 
@@ -163,7 +163,65 @@ class Runtime:
             return torch.empty((0, int(encoder.model.config.hidden_size)))
         return torch.stack(rows)  # type: ignore[arg-type]
 
-    def _run(self, encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]], compute: Any) -> list[object]:
+    def nli(
+        self,
+        model: str,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        label_map: Mapping[str, str] | None = None,
+    ) -> torch.Tensor:
+        """Probabilities ``[n, 3]`` (float32, CPU) of entailment, neutral, contradiction per pair.
+
+        Columns follow the model's ``id2label`` (any order; two-class heads mapped explicitly).
+        Only the premise is truncated when a pair is over the model's limit (counted, warned once).
+        """
+        import torch
+
+        from evalsuite.runtime.nli import NLI_LABELS, label_columns
+
+        classifier = load_model(model, self.device, self.dtype, head="sequence-classification")
+        columns = label_columns(classifier.model.config.id2label, label_map)
+        if not pairs:
+            return torch.empty((0, len(NLI_LABELS)))
+        encoded = self._encode_pairs(model, classifier, pairs)
+
+        def compute(batch: list[Sequence[tuple[int, int]]]) -> list[object]:
+            from evalsuite.runtime.encoding import classify
+
+            probabilities = classify(classifier, batch).float().softmax(dim=-1).cpu()
+            mapped = torch.zeros((len(batch), len(NLI_LABELS)))
+            for output, column in enumerate(columns):
+                mapped[:, column] += probabilities[:, output]
+            return list(mapped)
+
+        return torch.stack(self._run(classifier, encoded, compute))  # type: ignore[arg-type]
+
+    def _encode_pairs(
+        self, model: str, classifier: LoadedModel, pairs: Sequence[tuple[str, str]]
+    ) -> list[list[tuple[int, int]]]:
+        """Token ids and segment ids of each pair; over-long premises are cut, never hypotheses."""
+        tokenizer = classifier.tokenizer
+        premises, hypotheses = [p for p, _ in pairs], [h for _, h in pairs]
+        full = tokenizer(premises, hypotheses, truncation=False, verbose=False, return_token_type_ids=True)
+        too_long = [i for i, ids in enumerate(full["input_ids"]) if len(ids) > classifier.max_length]
+        if too_long:
+            long_premises = [premises[i] for i in too_long]
+            long_hypotheses = [hypotheses[i] for i in too_long]
+            options = {"max_length": classifier.max_length, "return_token_type_ids": True}
+            try:  # the premise (a source document) is what may be cut...
+                cut = tokenizer(long_premises, long_hypotheses, truncation="only_first", **options)
+            except Exception:  # noqa: BLE001 - ...unless the hypothesis alone is over the limit
+                cut = tokenizer(long_premises, long_hypotheses, truncation="longest_first", **options)
+            for row, i in enumerate(too_long):
+                full["input_ids"][i] = cut["input_ids"][row]
+                full["token_type_ids"][i] = cut["token_type_ids"][row]
+            self._count_truncation(model, len(too_long), classifier.max_length)
+        types = full.get("token_type_ids") or [[0] * len(ids) for ids in full["input_ids"]]
+        return [
+            list(zip(ids, kinds, strict=True)) for ids, kinds in zip(full["input_ids"], types, strict=True)
+        ]
+
+    def _run(self, encoder: LoadedModel, token_ids: Sequence[Sequence[int]], compute: Any) -> list[object]:
         import torch
 
         def counted(batch: list[Sequence[int]]) -> list[object]:

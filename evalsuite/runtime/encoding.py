@@ -86,3 +86,17 @@ def pooled_embeddings(encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]]
     if encoder.sentence_config.get("normalize"):
         pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
     return pooled
+
+
+def classify(classifier: LoadedEncoder, pairs: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
+    """Logits ``[batch, labels]`` of a sequence-classification head for (token id, segment id) rows."""
+    token_ids = [[token for token, _ in row] for row in pairs]
+    pad_id = classifier.tokenizer.pad_token_id or 0
+    input_ids, attention_mask = pad_batch(token_ids, pad_id, classifier.device)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in classifier.tokenizer.model_input_names:
+        segments = torch.zeros_like(input_ids)
+        for row, pair in enumerate(pairs):
+            segments[row, : len(pair)] = torch.tensor([segment for _, segment in pair], dtype=torch.long)
+        inputs["token_type_ids"] = segments
+    return classifier.model(**inputs).logits

@@ -49,6 +49,19 @@ PRESETS: dict[str, ModelPreset] = {
             license="Apache-2.0",
         ),
         ModelPreset(
+            name="nli-minilm",
+            description="evalsuite's own 3-class NLI cross-encoder (all-MiniLM-L6-v2 fine-tuned on public NLI data)",
+            packaged="evalsuite.models:nli_minilm_path",
+            package="evalsuite",
+            license="Apache-2.0 (weights); training data licenses in its model card",
+        ),
+        ModelPreset(
+            name="nli-deberta-v3-base",
+            description="cross-encoder/nli-deberta-v3-base (hub; 3-class NLI, 184M params)",
+            hub_id="cross-encoder/nli-deberta-v3-base",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
             name="mpnet",
             description="all-mpnet-base-v2 sentence encoder (12 layers, 768 dims, 110M params)",
             hub_id="sentence-transformers/all-mpnet-base-v2",
@@ -151,7 +164,7 @@ def _packaged_path(target: str) -> Path | None:
     except ImportError:
         return None
     path = Path(getattr(module, function_name)())
-    return path if path.is_dir() else None
+    return path if (path / "config.json").is_file() else None
 
 
 def _hub_path(hub_id: str) -> Path | None:
@@ -194,9 +207,12 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+Head = Literal["encoder", "sequence-classification"]
+
+
 @dataclass
-class LoadedEncoder:
-    """A transformer encoder and its tokenizer, loaded once per process and device."""
+class LoadedModel:
+    """A transformer and its tokenizer, loaded once per process, device, dtype and head."""
 
     resolved: ResolvedModel
     model: Any
@@ -211,41 +227,57 @@ class LoadedEncoder:
         return int(self.model.config.num_hidden_layers)
 
 
-_encoders: dict[tuple[str, str, str], LoadedEncoder] = {}
+LoadedEncoder = LoadedModel  # the name metrics and tests know for the bare-encoder head
+
+_loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
 _load_lock = threading.Lock()
 
 
-def load_encoder(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedEncoder:
-    """Load (once per process) an encoder for token and sentence embeddings."""
+def load_model(spec: str, device: torch.device, dtype: torch.dtype, *, head: Head = "encoder") -> LoadedModel:
+    """Load (once per process) a model: a bare encoder, or one with its classification head."""
     resolved = resolve_model(spec)
-    key = (str(resolved.path), str(device), str(dtype))
+    key = (str(resolved.path), head, str(device), str(dtype))
     with _load_lock:
-        if key not in _encoders:
-            _encoders[key] = _load_encoder(resolved, device, dtype)
-        return _encoders[key]
+        if key not in _loaded:
+            _loaded[key] = _load(resolved, device, dtype, head)
+        return _loaded[key]
 
 
-def _load_encoder(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype) -> LoadedEncoder:
-    from transformers import AutoModel, AutoTokenizer
+def load_encoder(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Load (once per process) an encoder for token and sentence embeddings."""
+    return load_model(spec, device, dtype, head="encoder")
+
+
+def _load(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, head: Head) -> LoadedModel:
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     # The per-tensor "Loading weights" bar is noise beside our own progress display.
     transformers_logging.disable_progress_bar()
+    model_class = AutoModel if head == "encoder" else AutoModelForSequenceClassification
     try:
         tokenizer_options: dict[str, Any] = {}
         config_path = resolved.path / "config.json"
         # Byte-level BPE vocabularies (RoBERTa, GPT-2) need a leading space to tokenise a first word
         # as it appears mid-sentence; bert_score encodes them this way.
-        if config_path.exists() and '"model_type": "roberta"' in config_path.read_text():
+        if (
+            head == "encoder"
+            and config_path.exists()
+            and '"model_type": "roberta"' in config_path.read_text()
+        ):
             tokenizer_options["add_prefix_space"] = True
         tokenizer = AutoTokenizer.from_pretrained(resolved.path, **tokenizer_options)
-        model = AutoModel.from_pretrained(resolved.path, dtype=dtype)
+        model = model_class.from_pretrained(resolved.path, dtype=dtype)
     except (OSError, ValueError) as error:
         raise ModelUnavailableError(
             f"model {resolved.name!r} at {resolved.path} could not be loaded: {error}"
         ) from error
     # Seq2seq checkpoints (BART, T5) contribute their encoder only.
-    if hasattr(model, "get_encoder") and getattr(model.config, "is_encoder_decoder", False):
+    if (
+        head == "encoder"
+        and hasattr(model, "get_encoder")
+        and getattr(model.config, "is_encoder_decoder", False)
+    ):
         model = model.get_encoder()
     model.to(device).eval()
     sentence_config = _sentence_transformers_config(resolved.path)
@@ -255,7 +287,7 @@ def _load_encoder(resolved: ResolvedModel, device: torch.device, dtype: torch.dt
         if max_length > 100_000:  # tokenizers without a limit report a huge sentinel
             max_length = int(position_limit)
         max_length = min(max_length, int(position_limit))
-    return LoadedEncoder(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
+    return LoadedModel(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
 
 
 def _sentence_transformers_config(path: Path) -> dict[str, Any]:
@@ -284,7 +316,7 @@ def _sentence_transformers_config(path: Path) -> dict[str, Any]:
 def clear_model_cache() -> None:
     """Forget every loaded model (tests, or to free memory)."""
     with _load_lock:
-        _encoders.clear()
+        _loaded.clear()
 
 
 def availability(name: str) -> tuple[str, str]:

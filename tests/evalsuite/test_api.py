@@ -112,7 +112,7 @@ def test_second_run_of_an_unchanged_file_makes_no_model_call(tmp_path: Path) -> 
     second = Scorer(["bertscore", "embedding_similarity"], cache=cache)
     second_run = second.score_file(source, tmp_path / "b.jsonl")
     assert second.runtime.stats.forward_passes == 0
-    assert models._encoders == {}, "a fully cached run must not even load the model"
+    assert models._loaded == {}, "a fully cached run must not even load the model"
     assert second.cache_hits == 6
     assert second.cache_misses == 0
     assert second_run.results.table.equals(first_run.results.table)

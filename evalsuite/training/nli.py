@@ -1,0 +1,308 @@
+"""Fine-tune a 3-class NLI cross-encoder on the packaged all-MiniLM-L6-v2, reproducibly, on a CPU.
+
+    python -m evalsuite.training.nli --data DIR --out runs/nli-minilm [--epochs 4] [--seed 0]
+
+Reads ``DIR/nli/train/*.jsonl`` (``{"premise", "hypothesis", "label", "source"}``), holds out a
+stratified slice of each training file to choose the epoch, and never reads ``nli/eval/``: the
+MultiNLI dev-matched file is the held-out test set of the model card. Writes the fine-tuned model
+(fp16 safetensors + tokenizer), ``training.json`` (hyper-parameters, sha256 of every data file,
+versions, per-epoch metrics, duration) and ``train_log.jsonl`` (loss every ``--log-every`` steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evalsuite.datasets import resolve_data_dir
+from evalsuite.errors import ConfigError, InputError
+from evalsuite.runtime.nli import NLI_LABELS
+
+TRAIN_DIR = Path("nli") / "train"
+
+
+@dataclass(frozen=True)
+class Example:
+    premise: str
+    hypothesis: str
+    label: int
+    source: str
+
+
+@dataclass
+class TrainingConfig:
+    """Every knob of a run; logged with the run so it can be repeated exactly."""
+
+    base: str = "minilm"
+    epochs: int = 3
+    learning_rate: float = 6e-5
+    batch_size: int = 32
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    holdout_ratio: float = 0.05
+    seed: int = 0
+    limit: int | None = None  # examples per training file, for smoke runs
+    # ConjNLI's labels are heuristic and its pairs the longest (the costliest per step): left out by default.
+    exclude: str = "conjnli_adversarial_train"  # comma-separated training file stems to leave out
+    log_every: int = 50
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_examples(path: Path, limit: int | None = None) -> list[Example]:
+    """One JSON object per line; labels must be entailment, neutral or contradiction."""
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            if limit is not None and len(examples) >= limit:
+                break
+            try:
+                row = json.loads(line)
+                label = row["label"]
+                premise, hypothesis = row["premise"], row["hypothesis"]
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise InputError(f"not an NLI record ({error})", location=f"{path}:{line_number}") from None
+            if label not in NLI_LABELS:
+                raise InputError(
+                    f"label must be one of {', '.join(NLI_LABELS)}, got {label!r}",
+                    location=f"{path}:{line_number}",
+                    field="label",
+                )
+            examples.append(
+                Example(premise, hypothesis, NLI_LABELS.index(label), row.get("source", path.stem))
+            )
+    return examples
+
+
+def split_holdout(
+    examples: Sequence[Example], ratio: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Stratified by source and label, so the holdout looks like the training mix."""
+    groups: dict[tuple[str, int], list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[(example.source, example.label)].append(example)
+    rng = random.Random(seed)
+    train, holdout = [], []
+    for key in sorted(groups):
+        group = groups[key][:]
+        rng.shuffle(group)
+        cut = round(len(group) * ratio)
+        holdout.extend(group[:cut])
+        train.extend(group[cut:])
+    return train, holdout
+
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar length (less padding), in shuffled order; every index once."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+Row = list[tuple[int, int]]  # (token id, segment id) per token
+
+
+def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> list[Row]:
+    encoded = tokenizer(
+        [e.premise for e in examples],
+        [e.hypothesis for e in examples],
+        truncation="longest_first",
+        max_length=max_length,
+    )
+    pairs = zip(encoded["input_ids"], encoded["token_type_ids"], strict=True)
+    return [list(zip(ids, types, strict=True)) for ids, types in pairs]
+
+
+def collate(rows: Sequence[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    longest = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor([token for token, _ in row])
+        token_type_ids[i, : len(row)] = torch.tensor([kind for _, kind in row])
+        attention_mask[i, : len(row)] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+def evaluate(model: Any, rows: Sequence[Row], labels: Sequence[int], pad_id: int) -> dict[str, float]:
+    """Accuracy and mean cross-entropy on a labelled set."""
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), 128):
+            batch = order[start : start + 128]
+            logits = model(**collate([rows[i] for i in batch], pad_id)).logits
+            target = torch.tensor([labels[i] for i in batch])
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+            correct += int((logits.argmax(dim=-1) == target).sum())
+    model.train()
+    return {"accuracy": correct / max(len(rows), 1), "loss": loss_sum / max(len(rows), 1)}
+
+
+def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
+    """Run one seeded training job and write the model and its log to ``out``."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        get_linear_schedule_with_warmup,
+    )
+
+    from evalsuite.runtime.models import resolve_model
+
+    started = time.time()
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    excluded = {name.strip() for name in config.exclude.split(",") if name.strip()}
+    files = sorted(path for path in (data / TRAIN_DIR).glob("*.jsonl") if path.stem not in excluded)
+    if not files:
+        raise ConfigError(f"no training files in {data / TRAIN_DIR}")
+    examples = [example for path in files for example in read_examples(path, config.limit)]
+    train_set, holdout = split_holdout(examples, config.holdout_ratio, config.seed)
+
+    base = resolve_model(config.base)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base.path,
+        num_labels=len(NLI_LABELS),
+        id2label=dict(enumerate(NLI_LABELS)),
+        label2id={label: i for i, label in enumerate(NLI_LABELS)},
+    )
+    model.train()
+    train_rows = encode(tokenizer, train_set, config.max_length)
+    holdout_rows = encode(tokenizer, holdout, config.max_length)
+    pad_id = tokenizer.pad_token_id
+
+    rng = random.Random(config.seed)
+    steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(total_steps * config.warmup_ratio), total_steps
+    )
+
+    out.mkdir(parents=True, exist_ok=True)
+    log = (out / "train_log.jsonl").open("w", encoding="utf-8")
+    epochs: list[dict[str, Any]] = []
+    best_state: dict[str, torch.Tensor] | None = None
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        running = 0.0
+        for batch in length_grouped_batches([len(r) for r in train_rows], config.batch_size, rng):
+            inputs = collate([train_rows[i] for i in batch], pad_id)
+            target = torch.tensor([train_set[i].label for i in batch])
+            loss = torch.nn.functional.cross_entropy(model(**inputs).logits, target)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running += loss.item()
+            if step % config.log_every == 0:
+                entry = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": running / config.log_every,
+                    "elapsed_s": round(time.time() - started, 1),
+                }
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                print(json.dumps(entry), flush=True)
+                running = 0.0
+        metrics = {"epoch": epoch, **evaluate(model, holdout_rows, [e.label for e in holdout], pad_id)}
+        metrics["elapsed_s"] = round(time.time() - started, 1)
+        print(json.dumps({"holdout": metrics}), flush=True)
+        log.write(json.dumps({"holdout": metrics}) + "\n")
+        if not epochs or metrics["accuracy"] > max(e["accuracy"] for e in epochs):
+            best_state = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+        epochs.append(metrics)
+    log.close()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    best = max(epochs, key=lambda e: e["accuracy"])
+    model.half().save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    import transformers
+
+    report = {
+        "config": asdict(config),
+        "base_model": base.describe(),
+        "data_files": {str(path.relative_to(data)): sha256_of(path) for path in files},
+        "examples": {"train": len(train_set), "holdout": len(holdout)},
+        "epochs": epochs,
+        "chosen_epoch": best["epoch"],
+        "holdout_accuracy": best["accuracy"],
+        "duration_s": round(time.time() - started, 1),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+        "threads": torch.get_num_threads(),
+    }
+    (out / "training.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    defaults = TrainingConfig()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="shared data directory (default: $EVALSUITE_DATA)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output directory for the model and logs")
+    for name, value in asdict(defaults).items():
+        kind = type(value) if value is not None else int
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
+    args = parser.parse_args(argv)
+    try:
+        data = resolve_data_dir(args.data)
+    except ConfigError as error:
+        parser.error(str(error))
+    options = {name: getattr(args, name) for name in asdict(defaults)}
+    report = train(data, args.out, TrainingConfig(**options))
+    print(json.dumps({k: report[k] for k in ("holdout_accuracy", "chosen_epoch", "duration_s")}))
+
+
+if __name__ == "__main__":
+    main()
