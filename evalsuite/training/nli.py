@@ -70,7 +70,7 @@ def sha256_of(path: Path) -> str:
 
 def read_examples(path: Path, limit: int | None = None) -> list[Example]:
     """One JSON object per line; labels must be entailment, neutral or contradiction."""
-    examples = []
+    examples: list[Example] = []
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
