@@ -264,7 +264,8 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
 
     report = {
         "config": asdict(config),
-        "base_model": base.describe(),
+        # Provenance without this machine's install path.
+        "base_model": {key: value for key, value in base.describe().items() if key != "path"},
         "data_files": {str(path.relative_to(data)): sha256_of(path) for path in files},
         "examples": {"train": len(train_set), "holdout": len(holdout)},
         "epochs": epochs,
