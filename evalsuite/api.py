@@ -288,9 +288,10 @@ class Scorer:
             for _ in records:  # still drain: in fail mode this pass validates the input
                 pass
             return
-        materialised = list(records)
+        # One corpus metric reads the stream as it comes; several need it more than once.
+        corpus: Iterable[dict[str, Any]] = records if len(corpus_metrics) == 1 else list(records)
         for metric in corpus_metrics:
-            metric.fit_corpus(materialised, self.runtime)
+            metric.fit_corpus(corpus, self.runtime)
 
     def _rows(
         self, records: Sequence[dict[str, Any]], scores: Mapping[str, list[Any]]
