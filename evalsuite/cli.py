@@ -168,7 +168,8 @@ def score(
     console.print(
         f"{run.records} records scored, {run.errors} bad records"
         + (f" (see {run.errors_file})" if run.errors_file else "")
-        + f", {scorer.cache_hits} from cache, in {elapsed:.1f}s.\n"
+        + f", {scorer.cache_hits} of {scorer.cache_hits + scorer.cache_misses} metric scores from cache,"
+        f" in {elapsed:.1f}s.\n"
         f"results: {run.output}\nmanifest: {run.manifest_file}",
         highlight=False,
     )
