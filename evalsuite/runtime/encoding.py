@@ -1,6 +1,6 @@
 """Forward passes of encoders: token embeddings at a chosen layer, pooled sentence embeddings.
 
-Pure functions over a :class:`~evalsuite.runtime.models.LoadedEncoder` and one padded batch;
+Pure functions over a :class:`~evalsuite.runtime.models.LoadedModel` and one padded batch;
 batching, ordering and device policy are the caller's (:class:`~evalsuite.runtime.Runtime`).
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from evalsuite.runtime.models import LoadedEncoder
+from evalsuite.runtime.models import LoadedModel
 
 
 class _StopForward(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -40,7 +40,7 @@ def pad_batch(
     return input_ids.to(device), attention_mask.to(device)
 
 
-def hidden_states_at(encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]], layer: int) -> torch.Tensor:
+def hidden_states_at(encoder: LoadedModel, token_ids: Sequence[Sequence[int]], layer: int) -> torch.Tensor:
     """Hidden states after ``layer`` transformer layers (0 = embeddings), shape [batch, longest, dim].
 
     Layers above ``layer`` are not computed. For the last layer this is the model's own output,
@@ -71,7 +71,7 @@ def hidden_states_at(encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]],
     return captured[0]
 
 
-def pooled_embeddings(encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+def pooled_embeddings(encoder: LoadedModel, token_ids: Sequence[Sequence[int]]) -> torch.Tensor:
     """Sentence embeddings pooled as the model's sentence-transformers config says (mean by default)."""
     hidden = hidden_states_at(encoder, token_ids, encoder.num_layers)
     _, attention_mask = pad_batch(token_ids, 0, encoder.device)
@@ -88,7 +88,7 @@ def pooled_embeddings(encoder: LoadedEncoder, token_ids: Sequence[Sequence[int]]
     return pooled
 
 
-def classify(classifier: LoadedEncoder, pairs: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
+def classify(classifier: LoadedModel, pairs: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
     """Logits ``[batch, labels]`` of a sequence-classification head for (token id, segment id) rows."""
     token_ids = [[token for token, _ in row] for row in pairs]
     pad_id = classifier.tokenizer.pad_token_id or 0

@@ -227,8 +227,6 @@ class LoadedModel:
         return int(self.model.config.num_hidden_layers)
 
 
-LoadedEncoder = LoadedModel  # the name metrics and tests know for the bare-encoder head
-
 _loaded: dict[tuple[str, str, str, str], LoadedModel] = {}
 _load_lock = threading.Lock()
 
