@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 demo: $(STAMP)
 	$(BIN)/evalsuite score examples/answers.jsonl -m bertscore -m embedding_similarity \
 		-o demo-out/answers.scores.jsonl --overwrite
+	$(BIN)/evalsuite score examples/rag_answers.jsonl -m semantic_entropy -m selfcheck_nli -m factuality \
+		-o demo-out/rag_answers.scores.jsonl --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -52,12 +52,13 @@ def build_metrics(
         raise ConfigError("metrics must name at least one metric, got none")
     seen: set[str] = set()
     for metric in built:
-        clash = seen.intersection(metric.columns)
+        written = [*metric.columns, *metric.detail_columns]
+        clash = seen.intersection(written)
         if clash:
             raise ConfigError(
                 f"two metrics write the same column(s) {sorted(clash)}; score them in separate runs"
             )
-        seen.update(metric.columns)
+        seen.update(written)
     return built
 
 
@@ -116,6 +117,11 @@ class Scorer:
         return [column for metric in self.metrics for column in metric.columns]
 
     @property
+    def detail_columns(self) -> list[str]:
+        """Evidence columns (lists, structs) written beside the scores."""
+        return [column for metric in self.metrics for column in metric.detail_columns]
+
+    @property
     def higher_is_better(self) -> dict[str, bool]:
         return {column: metric.higher_is_better for metric in self.metrics for column in metric.columns}
 
@@ -164,7 +170,7 @@ class Scorer:
         return columns
 
     def _score_metric(self, metric: Metric, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-        keys = [content_key(record, metric.fields) for record in records]
+        keys = [content_key(record, metric.input_fields) for record in records]
         namespace = self._cache_namespace(metric)
         known: dict[str, dict[str, Any]] = {}
         if self.cache is not None and keys:
@@ -175,15 +181,14 @@ class Scorer:
                 todo.setdefault(key, record)
         self.cache_hits += len(keys) - sum(key in todo for key in keys)
         self.cache_misses += len(todo)
+        names = (*metric.score_names, *metric.detail_names)
         if todo:
             scores = metric.score_batch(list(todo.values()), self.runtime)
-            fresh = {
-                key: {name: scores[name][i] for name in metric.score_names} for i, key in enumerate(todo)
-            }
+            fresh = {key: {name: scores[name][i] for name in names} for i, key in enumerate(todo)}
             if self.cache is not None:
                 self.cache.put_many(namespace, fresh)
             known.update(fresh)
-        return {f"{metric.name}_{name}": [known[key][name] for key in keys] for name in metric.score_names}
+        return {f"{metric.name}_{name}": [known[key][name] for key in keys] for name in names}
 
     def _cache_namespace(self, metric: Metric) -> str:
         # Equal config but other weights (a local model retrained in place) must not share scores.
@@ -309,8 +314,11 @@ class Scorer:
         table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
         canonical = [name for name in CANONICAL_FIELDS if name in table.columns]
         scores = [column for column in self.score_columns if column in table.columns]
-        metadata = [column for column in table.columns if column not in canonical and column not in scores]
-        return table.select(*canonical, *metadata, *[pl.col(column).cast(pl.Float64) for column in scores])
+        details = [column for column in self.detail_columns if column in table.columns]
+        metadata = [column for column in table.columns if column not in {*canonical, *scores, *details}]
+        return table.select(
+            *canonical, *metadata, *[pl.col(column).cast(pl.Float64) for column in scores], *details
+        )
 
     def manifest(
         self, input_info: Mapping[str, Any], *, fields: Mapping[str, str] | None, started: float
@@ -337,6 +345,7 @@ class Scorer:
                     "config_hash": metric.config_hash(),
                     "state_hash": metric.state_hash(),
                     "columns": metric.columns,
+                    "detail_columns": metric.detail_columns,
                     "higher_is_better": metric.higher_is_better,
                     "models": metric.models(),
                 }

@@ -228,19 +228,21 @@ def list_metrics_command() -> None:
 
     table = Table(title="metrics", title_justify="left")
     table.add_column("metric", no_wrap=True, style="bold")
-    for name in ("needs fields", "scores (column = metric_score)", "better", "defaults"):
+    for name in ("needs fields", "scores (column = metric_score)", "evidence columns", "better", "defaults"):
         table.add_column(name)
     descriptions = []
     for name in list_metrics():
         try:
             metric = get_metric_class(name)()
         except Exception as error:  # noqa: BLE001 - a broken plugin must not hide the others
-            table.add_row(name, "", "", "", f"[red]failed to load: {error}[/]")
+            table.add_row(name, "", "", "", "", f"[red]failed to load: {error}[/]")
             continue
+        optional = [f"{field} (optional)" for field in metric.optional_fields]
         table.add_row(
             name,
-            ", ".join(metric.fields),
+            ", ".join([*metric.fields, *optional]),
             ", ".join(metric.score_names),
+            ", ".join(metric.detail_names),
             "higher" if metric.higher_is_better else "lower",
             ", ".join(f"{key}={value}" for key, value in metric.config.items()),
         )

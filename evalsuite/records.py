@@ -1,7 +1,8 @@
 """Record schema, field mapping and streaming readers.
 
 A record is a mapping with some of the canonical fields (``id``, ``prompt``, ``source``,
-``prediction``, ``references``, ``samples``); every other key is metadata and is kept as it is.
+``prediction``, ``references``, ``samples``, ``sample_logprobs``: one log-probability per sample);
+every other key is metadata and is kept as it is.
 Inputs are read lazily, in chunks, so a file of any size is never held in memory::
 
     for chunk in iter_chunks("answers.jsonl", fields={"prediction": "output"}, chunk_size=500):
@@ -17,6 +18,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
@@ -28,12 +30,12 @@ import polars as pl
 
 from evalsuite.errors import ConfigError, InputError
 
-CANONICAL_FIELDS = ("id", "prompt", "source", "prediction", "references", "samples")
+CANONICAL_FIELDS = ("id", "prompt", "source", "prediction", "references", "samples", "sample_logprobs")
 TEXT_FIELDS = ("prompt", "source", "prediction")
 SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet", ".csv")
 
 # Fields whose value is a list; in CSV (and often Parquet written from CSV) a list arrives as JSON text.
-_LIST_FIELDS = ("references", "samples")
+_LIST_FIELDS = ("references", "samples", "sample_logprobs")
 
 Source: TypeAlias = str | os.PathLike[str] | pl.DataFrame | Iterable[Mapping[str, Any]]
 
@@ -108,8 +110,10 @@ def _decode_list_cells(data: dict[str, Any]) -> dict[str, Any]:
                 decoded = json.loads(value)
             except ValueError:
                 continue  # a reference may simply start with "[": keep the text
-            # "[1, 2]" is more likely an answer than a list of references: only take lists of strings.
-            if isinstance(decoded, list) and all(isinstance(item, str) for item in decoded):
+            # "[1, 2]" is more likely an answer than a list of references: only take lists of strings
+            # (of numbers for log-probabilities).
+            item_type = (int, float) if name == "sample_logprobs" else str
+            if isinstance(decoded, list) and all(isinstance(item, item_type) for item in decoded):
                 data[name] = decoded
     return data
 
@@ -350,6 +354,8 @@ def _check_text(name: str, value: Any) -> str:
         raise _field_error(name, f"field '{name}' must be a string, got {type(value).__name__}")
     if not value:
         raise _field_error(name, f"field '{name}' is an empty string")
+    if value.isspace():
+        raise _field_error(name, f"field '{name}' is only whitespace")
     return value
 
 
@@ -363,7 +369,29 @@ def _check_string_list(name: str, value: list[Any], *, allow_empty: bool) -> lis
             )
         if not item:
             raise _field_error(name, f"field '{name}' item {position} is an empty string")
+        if item.isspace():
+            raise _field_error(name, f"field '{name}' item {position} is only whitespace")
     return list(value)
+
+
+def _check_logprobs(value: Any) -> list[float]:
+    if not isinstance(value, list | tuple):
+        raise _field_error(
+            "sample_logprobs",
+            f"field 'sample_logprobs' must be a list of numbers, got {type(value).__name__}",
+        )
+    for position, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise _field_error(
+                "sample_logprobs",
+                f"field 'sample_logprobs' item {position} must be a number, got {type(item).__name__}",
+            )
+        if not math.isfinite(item) or item > 0:
+            raise _field_error(
+                "sample_logprobs",
+                f"field 'sample_logprobs' item {position} must be a finite log-probability (<= 0), got {item}",
+            )
+    return [float(item) for item in value]
 
 
 def _field_error(name: str, message: str) -> InputError:
@@ -386,6 +414,8 @@ def _normalise(name: str, value: Any, *, required: bool) -> Any:
         raise _field_error(
             name, f"field 'references' must be a string or a list of strings, got {type(value).__name__}"
         )
+    if name == "sample_logprobs":
+        return _check_logprobs(value)
     # samples: an empty list is harmless until a metric needs samples.
     if isinstance(value, list | tuple):
         return _check_string_list(name, list(value), allow_empty=not required)
@@ -428,6 +458,14 @@ def validate_record(raw: RawRecord, required: Iterable[str]) -> dict[str, Any]:
                 record[key] = _normalise(key, value, required=key in required)
             except InputError as exc:
                 raise InputError(exc.reason, location=raw.location, field=key) from None
+    logprobs, samples = record.get("sample_logprobs"), record.get("samples")
+    if logprobs is not None and len(logprobs) != len(samples or []):
+        raise InputError(
+            f"field 'sample_logprobs' has {len(logprobs)} values for {len(samples or [])} samples; "
+            "give one log-probability per sample",
+            location=raw.location,
+            field="sample_logprobs",
+        )
     return record
 
 

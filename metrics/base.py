@@ -36,8 +36,12 @@ class Metric(ABC):
     """
 
     name: ClassVar[str]
-    fields: ClassVar[tuple[str, ...]]  # canonical record fields the metric reads
-    score_names: ClassVar[tuple[str, ...]]  # one output column each: "<name>_<score>"
+    fields: ClassVar[tuple[str, ...]]  # canonical record fields the metric needs
+    optional_fields: ClassVar[tuple[str, ...]] = ()  # canonical fields it reads when present
+    score_names: ClassVar[tuple[str, ...]]  # one numeric output column each: "<name>_<score>"
+    # Evidence columns "<name>_<detail>" (lists, structs) for people and dashboards: written with the
+    # scores and cached, never summarised or thresholded.
+    detail_names: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[bool] = True
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
@@ -53,7 +57,17 @@ class Metric(ABC):
 
     @property
     def columns(self) -> list[str]:
+        """The numeric score columns."""
         return [f"{self.name}_{score}" for score in self.score_names]
+
+    @property
+    def detail_columns(self) -> list[str]:
+        return [f"{self.name}_{detail}" for detail in self.detail_names]
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        """Every field the scores depend on (the cache keys on their content)."""
+        return (*self.fields, *self.optional_fields)
 
     def config_hash(self) -> str:
         """Stable across processes and versions of Python: the cache and manifests key on it."""
@@ -83,7 +97,7 @@ class Metric(ABC):
 
     @abstractmethod
     def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
-        """Scores of ``records`` (validated, canonical fields), one list per score name, in order."""
+        """Scores of ``records`` (validated, canonical fields): one list per score and detail name, in order."""
 
     def __repr__(self) -> str:
         options = ", ".join(f"{key}={value!r}" for key, value in self._config.items())
@@ -95,6 +109,9 @@ M = TypeVar("M", bound=type[Metric])
 BUILTIN_METRICS: dict[str, str] = {
     "bertscore": "metrics.bertscore:BERTScore",
     "embedding_similarity": "metrics.embedding_similarity:EmbeddingSimilarity",
+    "factuality": "metrics.factuality:Factuality",
+    "selfcheck_nli": "metrics.selfcheck_nli:SelfCheckNLI",
+    "semantic_entropy": "metrics.semantic_entropy:SemanticEntropy",
 }
 _registered: dict[str, type[Metric]] = {}
 

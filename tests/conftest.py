@@ -18,7 +18,10 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 
 @pytest.fixture
 def tiny_records() -> list[dict[str, Any]]:
-    """Eight small records carrying every canonical field, so any registered metric can score them."""
+    """Eight small records carrying every canonical field, so any registered metric can score them.
+
+    ``sample_logprobs`` are made-up log-likelihoods, one per sample.
+    """
     return [
         {
             "id": "r0",
@@ -27,6 +30,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "The capital of France is Paris.",
             "references": ["Paris is the capital of France."],
             "samples": ["Paris.", "It is Paris.", "The capital is Lyon."],
+            "sample_logprobs": [-0.2, -0.9, -2.3],
         },
         {
             "id": "r1",
@@ -35,6 +39,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "A spider has eight legs.",
             "references": ["Spiders have 8 legs.", "Eight."],
             "samples": ["Eight legs.", "8", "Six legs."],
+            "sample_logprobs": [-0.4, -1.1, -2.9],
         },
         {
             "id": "r2",
@@ -43,6 +48,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "Danke schön!",
             "references": ["Danke."],
             "samples": ["Danke.", "Vielen Dank.", "Merci."],
+            "sample_logprobs": [-0.1, -0.7, -3.5],
         },
         {
             "id": "r3",
@@ -58,6 +64,7 @@ def tiny_records() -> list[dict[str, Any]]:
                 "Costs stayed flat in 2023.",
                 "The company lost money.",
             ],
+            "sample_logprobs": [-1.0, -1.0, -1.0],
         },
         {
             "id": "r4",
@@ -66,6 +73,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "It was written by Charles Dickens.",
             "references": ["Jane Austen wrote Pride and Prejudice."],
             "samples": ["Jane Austen.", "Austen.", "Charles Dickens."],
+            "sample_logprobs": [-1.2, -1.4, -4.0],
         },
         {
             "id": "r5",
@@ -74,6 +82,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "Yes — it's open every day, Sundays too (8:00–18:00).",
             "references": ["Yes, it opens on Sundays from 8 to 18.", "Yes."],
             "samples": ["Yes.", "Yes, from 8:00.", "No, it is closed."],
+            "sample_logprobs": [-0.6, -0.8, -1.3],
         },
         {
             "id": "r6",
@@ -82,6 +91,7 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "13",
             "references": ["11"],
             "samples": ["11", "13", "15"],
+            "sample_logprobs": [-0.3, -1.6, -2.2],
         },
         {
             "id": "r7",
@@ -90,5 +100,6 @@ def tiny_records() -> list[dict[str, Any]]:
             "prediction": "You are doing a wonderful job, keep going!",
             "references": ["Great work, keep it up!", "You're doing great."],
             "samples": ["Well done!", "Keep it up.", "Nice work."],
+            "sample_logprobs": [-0.9, -0.5, -3.1],
         },
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ class RuntimeStats:
 
     forward_passes: int = 0
     texts_encoded: int = 0
+    nli_pairs_requested: int = 0  # pairs asked for by metrics, repeats included
+    nli_pairs_scored: int = 0  # pairs that reached the model (each distinct pair once per run)
     truncated_texts: dict[str, int] = field(default_factory=dict)
 
 
@@ -48,6 +51,7 @@ class Runtime:
         dtype: str = "auto",
         batch_size: int = 64,
         token_budget: int = 16_384,
+        nli_memo_size: int = 500_000,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
@@ -58,6 +62,10 @@ class Runtime:
         self.batch_size = batch_size
         self.token_budget = token_budget
         self.stats = RuntimeStats()
+        # NLI probabilities by (model, label map, premise, hypothesis): metrics of one run often need
+        # the same pairs (samples against samples, a prediction that is also a sample), scored once.
+        self._nli_memo: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+        self._nli_memo_size = nli_memo_size
         self._lock = threading.Lock()
         self._warned: set[tuple[str, int]] = set()
 
@@ -174,6 +182,8 @@ class Runtime:
 
         Columns follow the model's ``id2label`` (any order; two-class heads mapped explicitly).
         Only the premise is truncated when a pair is over the model's limit (counted, warned once).
+        Each distinct pair reaches the model once per runtime: repeats, within this call or across
+        calls (other metrics, other records), are read from a memo of recent pairs.
         """
         import torch
 
@@ -183,6 +193,40 @@ class Runtime:
         columns = label_columns(classifier.model.config.id2label, label_map)
         if not pairs:
             return torch.empty((0, len(NLI_LABELS)))
+        pairs = [(premise, hypothesis) for premise, hypothesis in pairs]
+        scope = (model, tuple(sorted(label_map.items())) if label_map else None)
+        found: dict[tuple[str, str], torch.Tensor] = {}
+        with self._lock:
+            for pair in dict.fromkeys(pairs):
+                row = self._nli_memo.get((*scope, *pair))
+                if row is not None:
+                    self._nli_memo.move_to_end((*scope, *pair))
+                    found[pair] = row
+            self.stats.nli_pairs_requested += len(pairs)
+        missing = [pair for pair in dict.fromkeys(pairs) if pair not in found]
+        if missing:
+            fresh = self._score_pairs(model, classifier, columns, missing)
+            with self._lock:
+                self.stats.nli_pairs_scored += len(missing)
+                for pair, row in zip(missing, fresh, strict=True):
+                    found[pair] = row
+                    self._nli_memo[(*scope, *pair)] = row
+                while len(self._nli_memo) > self._nli_memo_size:
+                    self._nli_memo.popitem(last=False)
+        return torch.stack([found[pair] for pair in pairs])
+
+    def nli_tokenizer(self, model: str) -> tuple[Any, int]:
+        """The NLI model's tokenizer and the longest pair (in tokens) it takes."""
+        classifier = load_model(model, self.device, self.dtype, head="sequence-classification")
+        return classifier.tokenizer, classifier.max_length
+
+    def _score_pairs(
+        self, model: str, classifier: LoadedModel, columns: Sequence[int], pairs: Sequence[tuple[str, str]]
+    ) -> list[torch.Tensor]:
+        import torch
+
+        from evalsuite.runtime.nli import NLI_LABELS
+
         encoded = self._encode_pairs(model, classifier, pairs)
 
         def compute(batch: list[Sequence[tuple[int, int]]]) -> list[object]:
@@ -194,7 +238,7 @@ class Runtime:
                 mapped[:, column] += probabilities[:, output]
             return list(mapped)
 
-        return torch.stack(self._run(classifier, encoded, compute))  # type: ignore[arg-type]
+        return self._run(classifier, encoded, compute)  # type: ignore[arg-type,return-value]
 
     def _encode_pairs(
         self, model: str, classifier: LoadedModel, pairs: Sequence[tuple[str, str]]

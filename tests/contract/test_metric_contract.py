@@ -65,6 +65,9 @@ def test_every_declared_column_is_a_float64_score(name: str, tiny_records: list[
     for column in metric.columns:
         assert results.table.schema[column] == pl.Float64
         assert results[column].null_count() == 0
+    for column in metric.detail_columns:
+        assert results.table[column].null_count() == 0
+        assert column not in results.score_columns
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -83,6 +86,9 @@ def test_declarations(name: str) -> None:
     assert isinstance(metric.higher_is_better, bool)
     assert metric.fields
     assert set(metric.fields) <= set(CANONICAL_FIELDS)
+    assert set(metric.optional_fields) <= set(CANONICAL_FIELDS) - set(metric.fields)
+    assert len(set(metric.detail_names)) == len(metric.detail_names)
+    assert not set(metric.detail_names) & set(metric.score_names)
     assert metric.score_names
     assert len(set(metric.score_names)) == len(metric.score_names)
     assert isinstance(metric.description, str)

@@ -123,12 +123,51 @@ def test_usage_errors_exit_two(tmp_path: Path, args: list[str], message: str) ->
 def test_metrics_and_models_commands() -> None:
     code, output = run("metrics")
     assert code == 0
-    assert "bertscore" in output
-    assert "embedding_similarity" in output
+    for name in ("bertscore", "embedding_similarity", "semantic_entropy", "selfcheck_nli", "factuality"):
+        assert name in output
     code, output = run("models")
     assert code == 0
     assert "minilm" in output
     assert "packaged" in output
+
+
+def test_nli_metrics_end_to_end_with_samples_and_source(tmp_path: Path) -> None:
+    records = [
+        {
+            "id": "paris",
+            "prompt": "What is the capital of France?",
+            "source": "France is a country in Western Europe. Its capital and largest city is Paris.",
+            "prediction": "The capital of France is Paris.",
+            "samples": ["Paris.", "The capital is Paris.", "It is Paris."],
+            "sample_logprobs": [-0.2, -0.4, -0.3],
+        },
+        {
+            "id": "legs",
+            "prompt": "How many legs does a spider have?",
+            "source": "Spiders are arachnids. Every spider has eight legs.",
+            "prediction": "A spider has six legs.",
+            "samples": ["Eight legs.", "Six legs.", "Spiders have ten legs."],
+        },
+    ]
+    source = write_jsonl(tmp_path / "rag.jsonl", records)
+    out = tmp_path / "scores.jsonl"
+    code, output = run(
+        "score", str(source), "-m", "semantic_entropy", "-m", "selfcheck_nli", "-m", "factuality:granularity=window",
+        "-o", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["paris", "legs"]
+    for column in ("semantic_entropy_discrete_entropy", "selfcheck_nli_max", "factuality_mean"):
+        assert all(isinstance(row[column], float) for row in rows), column
+    assert rows[0]["semantic_entropy_entropy"] is not None
+    assert rows[1]["semantic_entropy_entropy"] is None  # no log-probabilities given
+    assert len(rows[1]["semantic_entropy_cluster_ids"]) == 3
+    assert rows[0]["factuality_mean"] > rows[1]["factuality_mean"]
+    assert rows[0]["factuality_claims"][0]["claim"] == "The capital of France is Paris."
+    manifest = json.loads(manifest_path(out).read_text())
+    assert manifest["models"]["nli-minilm"]["source"] == "packaged"
+    assert "factuality_mean" in output
 
 
 BAD_LINES = {

@@ -298,6 +298,38 @@ def _raw(data: dict[str, Any]) -> RawRecord:
             "samples",
             "must be a list of strings, got str",
         ),
+        ({"prediction": " \n\t", "references": "y"}, "prediction", "field 'prediction' is only whitespace"),
+        ({"prediction": "x", "references": ["a", "  "]}, "references", "item 1 is only whitespace"),
+        (
+            {"prediction": "x", "references": "y", "samples": ["a", "b"], "sample_logprobs": [-1.0]},
+            "sample_logprobs",
+            "has 1 values for 2 samples",
+        ),
+        (
+            {"prediction": "x", "references": "y", "sample_logprobs": [-1.0]},
+            "sample_logprobs",
+            "has 1 values for 0 samples",
+        ),
+        (
+            {"prediction": "x", "references": "y", "samples": ["a"], "sample_logprobs": ["-1"]},
+            "sample_logprobs",
+            "item 0 must be a number, got str",
+        ),
+        (
+            {"prediction": "x", "references": "y", "samples": ["a"], "sample_logprobs": [0.5]},
+            "sample_logprobs",
+            "item 0 must be a finite log-probability (<= 0), got 0.5",
+        ),
+        (
+            {"prediction": "x", "references": "y", "samples": ["a"], "sample_logprobs": [float("nan")]},
+            "sample_logprobs",
+            "must be a finite log-probability",
+        ),
+        (
+            {"prediction": "x", "references": "y", "samples": ["a"], "sample_logprobs": -1.0},
+            "sample_logprobs",
+            "must be a list of numbers, got float",
+        ),
     ],
 )
 def test_validate_record_errors(data: dict[str, Any], field: str, message: str) -> None:
@@ -397,3 +429,11 @@ def test_content_key_is_stable_and_sensitive() -> None:
     assert key != content_key({**record, "references": ["b", "a"]}, ["prediction", "references"])
     assert key != content_key(record, ["prediction"])
     assert content_key({}, ["source"]) != content_key({"source": ""}, ["source"])
+
+
+def test_sample_logprobs_round_trip_through_csv(tmp_path: Path) -> None:
+    rows = [{"prediction": "x", "samples": ["a", "b"], "sample_logprobs": [-0.5, -2]}]
+    [raw] = _flat(_write_csv(tmp_path / "in.csv", rows))
+    record = validate_record(raw, ["prediction", "samples"])
+    assert record["sample_logprobs"] == [-0.5, -2.0]
+    assert all(isinstance(value, float) for value in record["sample_logprobs"])

@@ -206,6 +206,33 @@ def test_batch_size_does_not_change_probabilities_and_order_is_kept(tiny_cross_e
     assert ((batched >= 0) & (batched <= 1)).all()
 
 
+def test_each_distinct_pair_reaches_the_model_once_per_runtime(tiny_cross_encoder: TinyFactory) -> None:
+    model = str(tiny_cross_encoder())
+    runtime = Runtime(device="cpu")
+    first = runtime.nli(model, [PAIRS[0], PAIRS[1], PAIRS[0]])
+    assert (runtime.stats.nli_pairs_requested, runtime.stats.nli_pairs_scored) == (3, 2)
+    assert runtime.stats.texts_encoded == 2
+    again = runtime.nli(model, [PAIRS[1], PAIRS[2], PAIRS[0]])
+    assert (runtime.stats.nli_pairs_requested, runtime.stats.nli_pairs_scored) == (6, 3)
+    torch.testing.assert_close(again[0], first[1], atol=0, rtol=0)
+    torch.testing.assert_close(again[2], first[0], atol=0, rtol=0)
+    expected = in_nli_order(model_probabilities(Path(model), [PAIRS[2]]), NLI_LABELS)
+    torch.testing.assert_close(again[1:2], expected, atol=1e-5, rtol=0)
+
+
+def test_the_pair_memo_is_bounded_and_keyed_by_label_map(tiny_cross_encoder: TinyFactory) -> None:
+    model = str(tiny_cross_encoder(("LABEL_0", "LABEL_1", "LABEL_2")))
+    runtime = Runtime(device="cpu", nli_memo_size=2)
+    straight = {"LABEL_0": "entailment", "LABEL_1": "neutral", "LABEL_2": "contradiction"}
+    swapped = {"LABEL_0": "contradiction", "LABEL_1": "neutral", "LABEL_2": "entailment"}
+    a = runtime.nli(model, PAIRS[:3], label_map=straight)
+    assert runtime.stats.nli_pairs_scored == 3
+    b = runtime.nli(model, PAIRS[:1], label_map=swapped)  # another label map is another answer
+    torch.testing.assert_close(b[0], a[0].flip(0), atol=0, rtol=0)
+    runtime.nli(model, PAIRS[:1], label_map=straight)  # evicted by the bound of 2: scored again
+    assert runtime.stats.nli_pairs_scored == 5
+
+
 def test_no_pairs_give_an_empty_three_column_tensor(tiny_cross_encoder: TinyFactory) -> None:
     got = Runtime(device="cpu").nli(str(tiny_cross_encoder()), [])
     assert got.shape == (0, 3)
@@ -250,7 +277,10 @@ def test_only_the_premise_is_truncated_counted_and_warned_once(tiny_cross_encode
     assert len(caught) == 1  # two long pairs, one warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # already warned for this model: counted, not warned again
-        again = runtime.nli(str(model_dir), [(LONG_PREMISE, HYPOTHESIS)])
+        again = runtime.nli(
+            str(model_dir), [(LONG_PREMISE, HYPOTHESIS), (LONG_PREMISE + " again", HYPOTHESIS)]
+        )
+    # The repeated pair comes from the runtime's memo: only the new one is truncated (and counted).
     assert runtime.stats.truncated_texts == {str(model_dir): 3}
     torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(again[0], expected, atol=1e-5, rtol=0)
