@@ -38,7 +38,9 @@ class Metric(ABC):
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]  # canonical record fields the metric needs
     optional_fields: ClassVar[tuple[str, ...]] = ()  # canonical fields it reads when present
-    score_names: ClassVar[tuple[str, ...]]  # one numeric output column each: "<name>_<score>"
+    # One numeric output column each: "<name>_<score>". Usually fixed by the class; a metric whose
+    # columns come from its model (a classifier's labels) sets them on the instance.
+    score_names: tuple[str, ...]
     # Evidence columns "<name>_<detail>" (lists, structs) for people and dashboards: written with the
     # scores and cached, never summarised or thresholded.
     detail_names: ClassVar[tuple[str, ...]] = ()
@@ -107,11 +109,15 @@ class Metric(ABC):
 M = TypeVar("M", bound=type[Metric])
 
 BUILTIN_METRICS: dict[str, str] = {
+    "bartscore": "metrics.bartscore:BARTScore",
+    "bartscore_faithfulness": "metrics.bartscore:BARTScoreFaithfulness",
     "bertscore": "metrics.bertscore:BERTScore",
     "embedding_similarity": "metrics.embedding_similarity:EmbeddingSimilarity",
     "factuality": "metrics.factuality:Factuality",
+    "pii": "metrics.pii:PII",
     "selfcheck_nli": "metrics.selfcheck_nli:SelfCheckNLI",
     "semantic_entropy": "metrics.semantic_entropy:SemanticEntropy",
+    "toxicity": "metrics.toxicity:Toxicity",
 }
 _registered: dict[str, type[Metric]] = {}
 

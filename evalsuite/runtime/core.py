@@ -22,6 +22,19 @@ class TruncationWarning(UserWarning):
     """Some texts were longer than a model's limit and were truncated (reported once per model)."""
 
 
+@dataclass(frozen=True)
+class TargetLogProbs:
+    """A target text's tokens and the log-probability of each given its context (float32, CPU)."""
+
+    tokens: list[str]
+    log_probs: torch.Tensor
+
+
+# Logits are [tokens, vocabulary] floats: a language model's batch is capped at this many logits
+# (512 MiB of float32), whatever the token budget, so a 50k-word vocabulary cannot exhaust memory.
+LOGIT_BUDGET = 1 << 27
+
+
 @dataclass
 class RuntimeStats:
     """Counters a caller (or a test) can read: how much model work a run really did."""
@@ -31,6 +44,14 @@ class RuntimeStats:
     nli_pairs_requested: int = 0  # pairs asked for by metrics, repeats included
     nli_pairs_scored: int = 0  # pairs that reached the model (each distinct pair once per run)
     truncated_texts: dict[str, int] = field(default_factory=dict)
+
+
+def _start_token(tokenizer: Any) -> int:
+    """A token to predict the first target token from when a causal LM gets no context."""
+    for token in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if token is not None:
+            return int(token)
+    raise ConfigError("a causal LM with neither a BOS nor an EOS token needs a non-empty context")
 
 
 class Runtime:
@@ -107,7 +128,9 @@ class Runtime:
             return []
         encoder = self.encoder(model)
         limit = min(max_length or encoder.max_length, encoder.max_length)
-        tokenizer = encoder.tokenizer
+        return self._truncated_ids(model, encoder.tokenizer, texts, limit)
+
+    def _truncated_ids(self, model: str, tokenizer: Any, texts: Sequence[str], limit: int) -> list[list[int]]:
         ids: list[list[int]] = tokenizer(
             list(texts), add_special_tokens=True, truncation=True, max_length=limit
         )["input_ids"]
@@ -215,6 +238,95 @@ class Runtime:
                     self._nli_memo.popitem(last=False)
         return torch.stack([found[pair] for pair in pairs])
 
+    def classify_texts(self, model: str, texts: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+        """Class probabilities ``[n, labels]`` (float32, CPU) of single texts, and the label names.
+
+        Any sequence-classification model; columns follow its ``id2label``. Multi-label heads
+        (``problem_type="multi_label_classification"``) get a sigmoid per label, others a softmax.
+        Each distinct text reaches the model once per call; long texts are truncated (counted, warned once).
+        """
+        import torch
+
+        from evalsuite.runtime.classification import label_names, label_probabilities
+        from evalsuite.runtime.encoding import classify
+
+        classifier = load_model(model, self.device, self.dtype, head="sequence-classification")
+        config = classifier.model.config
+        labels = label_names(config.id2label)
+        if not texts:
+            return torch.empty((0, len(labels))), labels
+        unique = list(dict.fromkeys(texts))
+        token_ids = self._truncated_ids(model, classifier.tokenizer, unique, classifier.max_length)
+
+        def compute(batch: list[Sequence[int]]) -> list[object]:
+            logits = classify(classifier, [[(token, 0) for token in ids] for ids in batch])
+            return list(label_probabilities(logits, config.problem_type).cpu())
+
+        rows = dict(zip(unique, self._run(classifier, token_ids, compute), strict=True))
+        return torch.stack([rows[text] for text in texts]), labels  # type: ignore[misc]
+
+    def language_model(self, model: str) -> LoadedModel:
+        """A seq2seq LM (BART, T5) or a causal LM, with its tokenizer (loaded once per process)."""
+        return load_model(model, self.device, self.dtype, head="language-model")
+
+    def target_log_probs(self, model: str, pairs: Sequence[tuple[str, str]]) -> list[TargetLogProbs]:
+        """For each (context, target) pair, the log-probability of every target token given the context.
+
+        Seq2seq models read the context in the encoder and score the target with its special tokens
+        (as BARTScore does); causal LMs read context then target as one sequence and score the
+        target's tokens only. Over-long texts are cut (counted, warned once): a seq2seq context or
+        target at its end; a causal context in its middle, keeping its start (instructions) and its
+        end (where the answer begins), and the target only when it alone is over the limit.
+        """
+        from evalsuite.runtime.likelihood import is_seq2seq, target_log_probs
+
+        lm = self.language_model(model)
+        unique = list(dict.fromkeys(pairs))
+        examples = [self._likelihood_example(model, lm, context, target) for context, target in unique]
+        vocabulary = int(lm.model.config.get_text_config().vocab_size)
+        token_budget = max(1, min(self.token_budget, LOGIT_BUDGET // vocabulary))
+
+        def compute(batch: list[Any]) -> list[object]:
+            return list(target_log_probs(lm, batch))
+
+        def cost(example: tuple[list[int], list[int]]) -> int:
+            # Padded positions that produce logits: the decoder's, or the whole causal sequence.
+            context, target = example
+            return max(len(context), len(target)) if is_seq2seq(lm) else len(context) + len(target)
+
+        lengths = [cost(example) for example in examples]
+        rows = self._run(lm, examples, compute, lengths=lengths, token_budget=token_budget)
+        scored = {
+            pair: TargetLogProbs(lm.tokenizer.convert_ids_to_tokens(target), row)  # type: ignore[arg-type]
+            for pair, (_, target), row in zip(unique, examples, rows, strict=True)
+        }
+        return [scored[pair] for pair in pairs]
+
+    def _likelihood_example(
+        self, model: str, lm: LoadedModel, context: str, target: str
+    ) -> tuple[list[int], list[int]]:
+        """Token ids of (context, target), cut to the model's limit."""
+        from evalsuite.runtime.likelihood import is_seq2seq
+
+        tokenizer, limit = lm.tokenizer, lm.max_length
+        if is_seq2seq(lm):
+            context_ids = tokenizer(context, verbose=False)["input_ids"]
+            target_ids = tokenizer(target, verbose=False)["input_ids"]
+            if len(context_ids) > limit or len(target_ids) > limit:
+                self._count_truncation(
+                    model, int(len(context_ids) > limit) + int(len(target_ids) > limit), limit
+                )
+            return context_ids[:limit], target_ids[:limit]
+        context_ids = tokenizer(context, verbose=False)["input_ids"] or [_start_token(tokenizer)]
+        target_ids = tokenizer(target, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(context_ids) + len(target_ids) <= limit:
+            return context_ids, target_ids
+        self._count_truncation(model, 1, limit)
+        target_ids = target_ids[: limit - 2]
+        room = limit - len(target_ids)
+        head = room // 2
+        return [*context_ids[:head], *context_ids[len(context_ids) - (room - head) :]], target_ids
+
     def nli_tokenizer(self, model: str) -> tuple[Any, int]:
         """The NLI model's tokenizer and the longest pair (in tokens) it takes."""
         classifier = load_model(model, self.device, self.dtype, head="sequence-classification")
@@ -238,7 +350,7 @@ class Runtime:
                 mapped[:, column] += probabilities[:, output]
             return list(mapped)
 
-        return self._run(classifier, encoded, compute)  # type: ignore[arg-type,return-value]
+        return self._run(classifier, encoded, compute)  # type: ignore[return-value]
 
     def _encode_pairs(
         self, model: str, classifier: LoadedModel, pairs: Sequence[tuple[str, str]]
@@ -265,7 +377,16 @@ class Runtime:
             list(zip(ids, kinds, strict=True)) for ids, kinds in zip(full["input_ids"], types, strict=True)
         ]
 
-    def _run(self, encoder: LoadedModel, token_ids: Sequence[Sequence[int]], compute: Any) -> list[object]:
+    def _run(
+        self,
+        encoder: LoadedModel,
+        token_ids: Sequence[Any],
+        compute: Any,
+        *,
+        lengths: Sequence[int] | None = None,
+        token_budget: int | None = None,
+    ) -> list[object]:
+        """``compute`` over length-sorted batches, counted; ``lengths`` default to the items' lengths."""
         import torch
 
         def counted(batch: list[Sequence[int]]) -> list[object]:
@@ -278,9 +399,9 @@ class Runtime:
 
         return run_batched(
             list(token_ids),
-            [len(ids) for ids in token_ids],
+            [len(ids) for ids in token_ids] if lengths is None else lengths,
             counted,
-            token_budget=self.token_budget,
+            token_budget=self.token_budget if token_budget is None else token_budget,
             max_batch_size=self.batch_size,
             is_out_of_memory=is_out_of_memory,
             on_out_of_memory=lambda: release_cached_memory(encoder.device),

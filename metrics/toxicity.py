@@ -1,0 +1,177 @@
+"""Toxicity of the prediction: a classifier's probability of each of its labels, lower is better.
+
+Two kinds of classifier sit behind one interface. The offline default, ``"profanity-check"``, is
+the ``alt-profanity-check`` package: a lexical, bag-of-words linear model (scikit-learn) shipped
+inside its wheel, so it needs no model hub. Any Hugging Face sequence-classification model (a
+local directory or a hub id) runs on the :class:`~evalsuite.runtime.Runtime` instead; its labels,
+read from the model's config before any weights are loaded, name the score columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ConfigError, MissingDependencyError, ModelUnavailableError
+from metrics.base import Metric, Scores, register_metric
+
+if TYPE_CHECKING:
+    from evalsuite.runtime import Runtime
+
+PROFANITY_CHECK = "profanity-check"  # the offline default: a lexical model, not a transformer
+PROFANITY_PACKAGES = ("alt-profanity-check", "scikit-learn")  # its model is a pickle of the second
+PROFANITY_SCORE = "profanity"
+
+
+def score_name(label: str) -> str:
+    """A label as a lowercase snake_case column suffix.
+
+    >>> [score_name(label) for label in ("severe_toxic", "IdentityAttack", "Not Hate", "LABEL_0")]
+    ['severe_toxic', 'identity_attack', 'not_hate', 'label_0']
+    """
+    split_camel = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(label))
+    return re.sub(r"[^0-9a-z]+", "_", split_camel.lower()).strip("_")
+
+
+def score_names_of(labels: Sequence[str]) -> tuple[str, ...]:
+    """Column suffixes for a model's labels, in its order; labels that collide are refused."""
+    names = tuple(score_name(label) for label in labels)
+    for label, name in zip(labels, names, strict=True):
+        if not name:
+            raise ConfigError(f"the model's label {label!r} has no letters or digits to name a score column")
+        if names.count(name) > 1:
+            clashing = [other for other, same in zip(labels, names, strict=True) if same == name]
+            raise ConfigError(f"the model's labels {clashing} would all be written as score column {name!r}")
+    return names
+
+
+def classifier_labels(model: str) -> tuple[list[str], str | None]:
+    """Label names (config order) and ``problem_type`` of a classifier, from its config alone."""
+    from transformers import AutoConfig
+
+    from evalsuite.runtime import resolve_model
+    from evalsuite.runtime.classification import label_names
+
+    resolved = resolve_model(model)
+    try:
+        config = AutoConfig.from_pretrained(resolved.path)
+    except (OSError, ValueError) as error:
+        raise ModelUnavailableError(
+            f"model {model!r} at {resolved.path} has no readable config: {error}"
+        ) from error
+    return label_names(config.id2label), getattr(config, "problem_type", None)
+
+
+def profanity_versions() -> str:
+    """``alt-profanity-check==X scikit-learn==Y``: what the lexical model's scores depend on."""
+    try:
+        return " ".join(f"{package}=={version(package)}" for package in PROFANITY_PACKAGES)
+    except PackageNotFoundError as error:
+        raise MissingDependencyError(_missing_profanity_check(error)) from error
+
+
+def profanity_probabilities(texts: Sequence[str]) -> list[float]:
+    """``alt-profanity-check``'s probability that each text is offensive (a linear bag-of-words model)."""
+    if not texts:
+        return []
+    try:
+        from profanity_check import predict_prob
+    except ImportError as error:
+        raise MissingDependencyError(_missing_profanity_check(error)) from error
+    return [float(value) for value in predict_prob(list(texts))]
+
+
+def _missing_profanity_check(error: Exception) -> str:
+    return (
+        f"the toxicity model {PROFANITY_CHECK!r} needs the package alt-profanity-check "
+        f"(pip install alt-profanity-check), or pass model=<a transformers toxicity classifier> ({error})"
+    )
+
+
+@register_metric("toxicity")
+class Toxicity(Metric):
+    """Probability that the prediction is toxic, per label of the classifier, in [0, 1]; lower is better.
+
+    Needs ``prediction``. One score column per label of the model, in the model's own label order,
+    named ``toxicity_<label>`` (labels in lowercase snake_case), so the columns depend on ``model``:
+
+    * ``"profanity-check"`` (default, offline): ``alt-profanity-check``, a *lexical* classifier
+      (bag of words + linear model, trained on ~200k human-labelled comments). One column,
+      ``toxicity_profanity``. It sees words, not meaning: fast and dependable on slurs and
+      swearing, blind to toxicity without offensive words (threats, sarcasm, coded language) and
+      liable to flag quoted or reclaimed words.
+    * any Hugging Face text classifier, by local path or hub id (online once, then cached), e.g.
+      ``unitary/toxic-bert`` (multi-label: toxic, severe_toxic, obscene, threat, insult,
+      identity_hate), ``s-nlp/roberta_toxicity_classifier`` (neutral, toxic) or
+      ``facebook/roberta-hate-speech-dynabench-r4-target`` (nothate, hate). A config with
+      ``problem_type="multi_label_classification"`` gets an independent sigmoid per label; any
+      other gets a softmax over its labels, so its columns sum to 1 (a multi-label model whose
+      config does not say so would be softmaxed: check ``problem_type`` in its config.json).
+
+    Every column is reported as lower-is-better; a softmax model's benign class (``neutral``,
+    ``nothate``) is the exception to read the other way round. Texts over a transformer's
+    length limit are truncated (counted in the manifest). Compare scores only within one model:
+    they are probabilities of that model's own training labels, not calibrated across models.
+
+    >>> Toxicity().columns
+    ['toxicity_profanity']
+    """
+
+    fields = ("prediction",)
+    score_names: tuple[str, ...] = (
+        PROFANITY_SCORE,
+    )  # the default model's; an instance names its own model's labels
+    higher_is_better = False
+    description = (
+        "Classifier probability per toxicity label, in [0, 1]; default: alt-profanity-check, a lexical "
+        "bag-of-words model (offline); or any Hugging Face toxicity classifier."
+    )
+    citation = (
+        "Zhou, profanity-check, 2019, maintained as alt-profanity-check by Mistriotis. "
+        "Transformer models, e.g.: Hanu & Unitary team, Detoxify, 2020 (unitary/toxic-bert)."
+    )
+
+    def __init__(self, *, model: str = PROFANITY_CHECK) -> None:
+        super().__init__(model=model)
+        self.model = model
+        self.labels: list[str] = [PROFANITY_SCORE]
+        self.problem_type: str | None = None
+        if model != PROFANITY_CHECK:
+            self.labels, self.problem_type = classifier_labels(model)
+            self.score_names = score_names_of(self.labels)  # this model's labels, in config order
+
+    @property
+    def is_lexical(self) -> bool:
+        """True for the default ``alt-profanity-check`` model, which is not a transformer."""
+        return self.model == PROFANITY_CHECK
+
+    @property
+    def multi_label(self) -> bool:
+        """True when labels are independent (sigmoid each), False when they compete (softmax)."""
+        from evalsuite.runtime.classification import activation
+
+        return not self.is_lexical and activation(self.problem_type) == "sigmoid"
+
+    def models(self) -> list[str]:
+        # Only transformer weights are hashed by the scorer; the lexical model is keyed by its
+        # package versions instead (state_hash).
+        return [] if self.is_lexical else [self.model]
+
+    def state_hash(self) -> str:
+        # The transformer's labels and activation come from config.json, not the weights the scorer hashes.
+        provenance = profanity_versions() if self.is_lexical else repr((self.labels, self.problem_type))
+        return hashlib.sha256(provenance.encode()).hexdigest()[:16]
+
+    def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
+        texts = [record["prediction"] for record in records]
+        if self.is_lexical:
+            return {PROFANITY_SCORE: profanity_probabilities(texts)}
+        probabilities, labels = rt.classify_texts(self.model, texts)
+        if labels != self.labels:
+            raise ConfigError(
+                f"model {self.model!r} now has labels {labels}, not {self.labels} as when this metric was built"
+            )
+        return {name: probabilities[:, column].tolist() for column, name in enumerate(self.score_names)}
