@@ -2,18 +2,18 @@
 
 Run::
 
-    python bench/validity_summarization.py --data /path/to/shared/data      # or set EVALSUITE_DATA
-    python bench/validity_summarization.py --references single             # one reference: ~6x cheaper
+    python bench/validity_summarization.py --data /path/to/shared/data   # or set EVALSUITE_DATA
+    python bench/validity_summarization.py --references single          # 11x fewer bartscore LM pairs
     python bench/validity_summarization.py --metrics bartscore_faithfulness --model smollm2-360m
-    python bench/validity_summarization.py --limit 2                        # a quick smoke run
+    python bench/validity_summarization.py --limit 2                     # a quick smoke run
 
 Data: ``summarization/bartscore_SummEval_data.json`` (BARTScore's ``SUM/SummEval/data.pkl`` as JSON),
 read from the data directory, never copied into the repository. It maps each of 100 CNN/DailyMail
 document ids to ``src`` (the article), ``ref_summ`` (the original CNN/DM highlights), ``ref_summs``
 (11 references: the highlights first, then 10 crowd-written ones) and ``sys_summs`` (16 systems, each
 ``{sys_summ, scores}``, the scores being the mean of 3 expert ratings of coherence, consistency,
-fluency and relevance, 1-5). The texts are PTB-tokenized (``team 's``, `````` ... ''``) and scored as
-the file holds them (BARTScore's own scripts Moses-detokenize them first).
+fluency and relevance, 1-5). The texts are PTB-tokenized (``team 's``, ``n't``, quotes as `` and '')
+and scored as the file holds them (BARTScore's own scoring script detokenizes them first).
 
 Metrics (``--metrics``, default all): ``bartscore_faithfulness`` = log p(summary | article);
 ``bartscore`` = precision log p(summary | reference), recall log p(reference | summary) and F,
@@ -353,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "references_per_summary": summaries.references_per_summary,
             "runs": [asdict(run) for run in runs],
             "summary_level": {
-                column: {aspect: asdict(c) for aspect, c in row.items()} for column, row in correlations.items()
+                column: {aspect: asdict(c) for aspect, c in row.items()}
+                for column, row in correlations.items()
             },
             "published_summary_level": {
                 name: {aspect: {"spearman": s, "kendall": k} for aspect, (s, k) in row.items()}

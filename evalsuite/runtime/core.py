@@ -278,7 +278,7 @@ class Runtime:
         target at its end; a causal context in its middle, keeping its start (instructions) and its
         end (where the answer begins), and the target only when it alone is over the limit.
         """
-        from evalsuite.runtime.likelihood import is_seq2seq, target_log_probs
+        from evalsuite.runtime.likelihood import is_seq2seq, shared_context_log_probs, target_log_probs
 
         lm = self.language_model(model)
         unique = list(dict.fromkeys(pairs))
@@ -294,8 +294,36 @@ class Runtime:
             context, target = example
             return max(len(context), len(target)) if is_seq2seq(lm) else len(context) + len(target)
 
-        lengths = [cost(example) for example in examples]
-        rows = self._run(lm, examples, compute, lengths=lengths, token_budget=token_budget)
+        # Causal LMs share a context's pass among its targets (the candidates of one source).
+        groups: dict[tuple[int, ...], list[int]] = {}
+        if not is_seq2seq(lm):
+            for index, (context_ids, _) in enumerate(examples):
+                groups.setdefault(tuple(context_ids), []).append(index)
+        shared = {prefix: indices for prefix, indices in groups.items() if len(indices) > 1}
+        alone = [i for i in range(len(examples)) if tuple(examples[i][0]) not in shared]
+        found = dict(
+            zip(
+                alone,
+                self._run(
+                    lm,
+                    [examples[i] for i in alone],
+                    compute,
+                    lengths=[cost(examples[i]) for i in alone],
+                    token_budget=token_budget,
+                ),
+                strict=True,
+            )
+        )
+        for prefix, indices in shared.items():
+
+            def after_prefix(batch: list[Any], prefix: tuple[int, ...] = prefix) -> list[object]:
+                return list(shared_context_log_probs(lm, prefix, batch))
+
+            targets = [examples[i][1] for i in indices]
+            found.update(
+                zip(indices, self._run(lm, targets, after_prefix, token_budget=token_budget), strict=True)
+            )
+        rows = [found[i] for i in range(len(examples))]
         scored = {
             pair: TargetLogProbs(lm.tokenizer.convert_ids_to_tokens(target), row)  # type: ignore[arg-type]
             for pair, (_, target), row in zip(unique, examples, rows, strict=True)

@@ -60,3 +60,36 @@ def _causal_log_probs(lm: LoadedModel, batch: Sequence[Example]) -> list[torch.T
         gold = input_ids[row, start : start + len(target)]
         rows.append(predicted.gather(-1, gold.unsqueeze(-1)).squeeze(-1).cpu())
     return rows
+
+
+def shared_context_log_probs(
+    lm: LoadedModel, context: Sequence[int], targets: Sequence[Sequence[int]]
+) -> list[torch.Tensor]:
+    """Causal LM, many targets after one context: the context runs once and its KV cache is shared.
+
+    Scoring N candidates of one source (system summaries, sampled answers) then costs one pass
+    over the source instead of N; numbers equal :func:`target_log_probs` up to float rounding.
+    """
+    device = lm.device
+    context_out = lm.model(input_ids=torch.tensor([list(context)], device=device), use_cache=True)
+    first = context_out.logits[0, -1].float().log_softmax(dim=-1)  # predicts each target's first token
+    cache = context_out.past_key_values
+    cache.batch_repeat_interleave(len(targets))
+    input_ids, mask = pad_batch(targets, _pad_id(lm), device)
+    rows, width = input_ids.shape
+    attention_mask = torch.cat(
+        [torch.ones((rows, len(context)), dtype=mask.dtype, device=device), mask], dim=1
+    )
+    positions = torch.arange(len(context), len(context) + width, device=device).expand(rows, width)
+    logits = lm.model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, past_key_values=cache
+    ).logits
+    results = []
+    for row, target in enumerate(targets):
+        log_probs = torch.empty(len(target))
+        if target:
+            log_probs[0] = first[target[0]]
+            rest = logits[row, : len(target) - 1].float().log_softmax(dim=-1)
+            log_probs[1:] = rest.gather(-1, input_ids[row, 1 : len(target)].unsqueeze(-1)).squeeze(-1).cpu()
+        results.append(log_probs)
+    return results

@@ -123,6 +123,22 @@ def test_runtime_equals_the_formula_and_ignores_batching(
     assert all(value <= 0 for result in scored for value in result.log_probs.tolist())
 
 
+def test_targets_sharing_a_context_run_it_once_with_the_same_numbers(tiny_llama: Path) -> None:
+    source = "The plant opened in 1998 and employs 300 people in the town."
+    candidates = ["The plant opened in 1998.", "It employs 300 people.", "A plant.", "It closed in 2020, sadly."]
+    pairs = [(source, candidate) for candidate in candidates] + PAIRS[1:3]
+    expected = reference_causal(tiny_llama, pairs)
+    for batch_size in (1, 2, 64):
+        runtime = Runtime(device="cpu", batch_size=batch_size)
+        scored = runtime.target_log_probs(str(tiny_llama), pairs)
+        got = [mean_log_likelihood(result.log_probs.tolist()) for result in scored]
+        assert got == pytest.approx(expected, abs=ATOL)
+    one_batch = Runtime(device="cpu")
+    one_batch.target_log_probs(str(tiny_llama), pairs)
+    # One batch for the two lone pairs, one for the 4 candidates after their shared source.
+    assert (one_batch.stats.forward_passes, one_batch.stats.texts_encoded) == (2, 6)
+
+
 def test_metrics_combine_directions_and_references(tiny_bart: Path) -> None:
     model = str(tiny_bart)
     record = {
