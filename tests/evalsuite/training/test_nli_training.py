@@ -186,3 +186,24 @@ def test_train_is_deterministic_for_a_seed(data_dir: Path, tmp_path: Path) -> No
     assert sha256(tmp_path / "first" / "model.safetensors") == sha256(
         tmp_path / "second" / "model.safetensors"
     )
+
+
+@pytest.mark.slow
+@pytest.mark.model
+@pytest.mark.usefixtures("one_thread")
+def test_lora_trains_only_the_adapter_and_the_head(data_dir: Path, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "lora"
+    config = TrainingConfig(epochs=1, batch_size=8, holdout_ratio=0.2, exclude="", lora_rank=4, lora_alpha=8)
+    report = train(data_dir, out, config)
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "minilm"  # the preset, not this machine's path
+    assert adapter["r"] == 4
+    with safe_open(str(out / "adapter_model.safetensors"), framework="pt") as weights:
+        names = list(weights.keys())
+    assert any("lora_A" in name for name in names)
+    assert any("classifier" in name for name in names)
+    assert not any("word_embeddings" in name for name in names)  # the frozen encoder is not saved
+    # 6 layers x (query, key, value, 3 dense) + pooler of rank-4 pairs, plus the 3-class head.
+    assert report["trainable_parameters"] < 200_000
