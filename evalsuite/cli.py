@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
+from evalsuite.generation.command import generate_command
 
 app = typer.Typer(
     name="evalsuite",
@@ -311,3 +312,174 @@ def nli_eval_command(
     )
     if json_out is not None:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(help="Baseline result file (A): .parquet, .jsonl or .csv.")],
+    run_b: Annotated[Path, typer.Argument(help="Candidate result file (B), paired with A on record id.")],
+    score: Annotated[
+        list[str] | None,
+        typer.Option("--score", "-s", help="Only this score column (default: every shared one). Repeatable."),
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence level of the bootstrap CIs.")] = 0.95,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed (the dashboard uses 0).")] = 0,
+    worst: Annotated[
+        int, typer.Option(help="List the N records that got worse the most, per score (0: none).")
+    ] = 3,
+    fail_if_worse: Annotated[
+        bool, typer.Option(help="Exit 1 when a score got significantly worse (its CI excludes 0).")
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON here.")
+    ] = None,
+) -> None:
+    """Compare run B with run A record by record: differences, paired CIs and tests.
+
+    Per score: the mean difference (B − A) with a paired bootstrap CI, the Wilcoxon signed-rank
+    p-value, wins/ties/losses by the metric's direction, and the records that got worse the most;
+    a warning when the runs' metric configs differ. The same numbers as the dashboard's Compare page. Exit codes: 0 ok, 1 with --fail-if-worse when a
+    score got significantly worse, 2 a usage error (missing file, corrupt manifest, nothing to pair).
+    """
+    import polars as pl
+    from rich.markup import escape
+
+    from evalsuite.results import compare, scan_results
+
+    try:
+        comparison = compare(
+            scan_results(run_a).scores(),
+            scan_results(run_b).scores(),
+            score_columns=score or None,
+            confidence=confidence,
+            n_resamples=resamples,
+            seed=seed,
+        )
+    except ConfigError as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_ERROR) from None
+
+    for line in comparison.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    # The table is wider than the 80 columns rich assumes off a terminal (CI logs): never squeeze it.
+    out = console if console.is_terminal else Console(width=max(console.width, 160))
+    out.print(_comparison_table(comparison, run_a, run_b))
+    out.print(
+        f"{comparison.paired.height} records paired on id. diff = mean of B − A; "
+        f"{confidence * 100:g}% CI: paired bootstrap ({resamples} resamples, seed {seed}); "
+        "p: two-sided Wilcoxon signed-rank; W/T/L: records where B is better / equal / worse.",
+        highlight=False,
+    )
+    if worst > 0:
+        table = Table(title=f"records that got worse the most ({worst} per score)", title_justify="left")
+        for name in ("score", "id", "A", "B", "B − A"):
+            table.add_column(name, justify="left" if name in ("score", "id") else "right", no_wrap=True)
+        for column in comparison.score_columns:
+            changes = comparison.changes(column).filter(pl.col("improvement") < 0).head(worst)
+            for row in changes.iter_rows(named=True):
+                table.add_row(
+                    column, str(row["id"]), f"{row['a']:.4f}", f"{row['b']:.4f}", f"{row['diff']:+.4f}"
+                )
+        if table.row_count:
+            out.print(table)
+    if json_out is not None:
+        report = {
+            "a": str(run_a),
+            "b": str(run_b),
+            "paired": comparison.paired.height,
+            "only_in_a": comparison.only_in_a,
+            "only_in_b": comparison.only_in_b,
+            "warnings": comparison.warnings,
+            "scores": comparison.table.to_dicts(),
+        }
+        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if fail_if_worse and comparison.any_worse():
+        worse = comparison.table.filter(comparison.table["verdict"] == "worse")["score"].to_list()
+        err_console.print(f"[bold red]got worse:[/] {', '.join(worse)}", highlight=False)
+        raise typer.Exit(THRESHOLD_FAILED)
+
+
+def _format_difference(value: float | None) -> str:
+    """A signed difference as ``compare`` prints it (and the dashboard shows it): ``+0.0123``."""
+    return "–" if value is None else f"{value:+.4f}"
+
+
+def _comparison_table(comparison: Any, run_a: Path, run_b: Path) -> Table:
+    table = Table(title=f"B = {run_b.name} vs A = {run_a.name}", title_justify="left")
+    for name in ("score", "better", "n", "mean A", "mean B", "B − A", "95% CI", "p", "W/T/L", "verdict"):
+        table.add_column(name, justify="left" if name in ("score", "verdict") else "right", no_wrap=True)
+    if comparison.confidence != 0.95:
+        table.columns[6].header = f"{comparison.confidence * 100:g}% CI"
+    colors = {"better": "green", "worse": "red"}
+    for row in comparison.table.iter_rows(named=True):
+        mean = "–" if row["mean_a"] is None else None
+        interval = (
+            "–"
+            if row["ci_low"] is None
+            else f"{_format_difference(row['ci_low'])} – {_format_difference(row['ci_high'])}"
+        )
+        verdict = row["verdict"]
+        table.add_row(
+            row["score"],
+            "↑" if row["higher_is_better"] else "↓",
+            str(row["n"]),
+            mean or f"{row['mean_a']:.4f}",
+            mean or f"{row['mean_b']:.4f}",
+            _format_difference(row["diff"]),
+            interval,
+            "–" if row["p_value"] is None else f"{row['p_value']:.3g}",
+            f"{row['wins']}/{row['ties']}/{row['losses']}",
+            f"[{colors[verdict]}]{verdict}[/]" if verdict in colors else verdict,
+        )
+    return table
+
+
+@app.command("dashboard")
+def dashboard_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Result files, or directories searched for runs (with manifests).")
+    ],
+    port: Annotated[int, typer.Option(help="Port to serve on (0: any free port).")] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """Open result files in the Streamlit dashboard: runs, distributions, comparisons, records.
+
+    Needs the dashboard extra (pip install 'evalsuite\\[dashboard]'). Prints the URL and serves
+    until interrupted (Ctrl+C). Exit codes: 0 stopped, 1 the server failed, 2 a usage error.
+    """
+    from rich.markup import escape
+
+    from dashboards.server import check_dependencies, find_runs, serve
+    from evalsuite.errors import MissingDependencyError
+
+    try:
+        check_dependencies()
+        files, problems = find_runs(paths)
+    except (ConfigError, MissingDependencyError) as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_ERROR) from None
+    for problem in problems:
+        err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    console.print(f"{len(files)} run{'s' if len(files) != 1 else ''} found.", highlight=False)
+    try:
+        code = serve(
+            paths,
+            host=host,
+            port=port,
+            announce=lambda url: console.print(
+                f"Dashboard: [bold]{url}[/]  (Ctrl+C to stop)", highlight=False, soft_wrap=True
+            ),
+        )
+    except ConfigError as error:
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_ERROR) from None
+    if code:
+        err_console.print(f"[bold red]error:[/] the dashboard server stopped with exit code {code}")
+        raise typer.Exit(1)
+
+
+# Commands that live beside their subsystem, registered here so `evalsuite --help` lists them all.
+app.command("generate")(generate_command)

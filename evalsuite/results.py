@@ -18,6 +18,7 @@ import os
 import pathlib
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,11 +29,20 @@ from evalsuite.checkpoint import commit_file, json_encode_nested
 from evalsuite.errors import ConfigError, ThresholdError
 
 __all__ = [
+    "Comparison",
+    "LazyResults",
     "Results",
     "UnknownColumnError",
     "bootstrap_ci",
+    "compare",
+    "config_differences",
+    "higher_is_better_of",
     "manifest_path",
+    "metric_entries",
+    "metric_of_column",
+    "paired_test",
     "read_manifest",
+    "scan_results",
     "summarize",
     "write_manifest",
 ]
@@ -260,6 +270,14 @@ class Results:
             raise ThresholdError(
                 f"{len(failures)} of {len(thresholds)} thresholds not met:\n" + "\n".join(failures)
             )
+
+    def compare(self, other: Results, **options: Any) -> Comparison:
+        """This run (A) against ``other`` (B), paired on record id; see :func:`compare` for the options.
+
+        Example:
+            >>> Results.read("a.parquet").compare(Results.read("b.parquet")).table  # doctest: +SKIP
+        """
+        return compare(self, other, **options)
 
     def write(self, path: str | os.PathLike[str]) -> pathlib.Path:
         """Write the table (format from the extension: .parquet, .jsonl, .csv) and its manifest beside it.
@@ -523,3 +541,446 @@ def _score_columns_of(table: pl.DataFrame, manifest: Mapping[str, Any]) -> list[
         return [name for name in candidates if table.schema[name].is_float()]
     prefixes = tuple(f"{name}_" for name in _metric_names(manifest))
     return [name for name in candidates if prefixes and name.startswith(prefixes)]
+
+
+# -- reading a run lazily ------------------------------------------------------------------------------
+
+
+@dataclass
+class LazyResults:
+    """A result file opened without loading its texts: a polars LazyFrame plus the run's manifest.
+
+    Parquet files are scanned, so a query reads only the columns and rows it needs; JSONL and CSV
+    are parsed once by :meth:`Results.read` (they cannot be read by column). ``summary()`` reuses the
+    summary stored in the manifest when it covers the score columns (the same seeded bootstrap),
+    so opening a large run does not bootstrap it again.
+
+    Example:
+        >>> run = scan_results("run.parquet")  # doctest: +SKIP
+        >>> run.table.filter(pl.col("bertscore_f1") < 0.5).select("id").collect()  # doctest: +SKIP
+    """
+
+    path: pathlib.Path
+    table: pl.LazyFrame
+    manifest: dict[str, Any]
+    score_columns: list[str]
+    higher_is_better: dict[str, bool]
+    errors: list[dict[str, Any]]
+
+    @property
+    def columns(self) -> list[str]:
+        return self.table.collect_schema().names()
+
+    @property
+    def detail_columns(self) -> list[str]:
+        """Evidence columns named in the manifest that the file holds."""
+        present = set(self.columns)
+        return [
+            str(column)
+            for metric in metric_entries(self.manifest)
+            for column in metric.get("detail_columns") or []
+            if column in present
+        ]
+
+    @property
+    def error_count(self) -> int:
+        """Records that failed: the error list, else the count in the manifest's ``input``."""
+        if self.errors:
+            return len(self.errors)
+        source = self.manifest.get("input")
+        counted = source.get("errors") if isinstance(source, Mapping) else None
+        return int(counted) if isinstance(counted, int) else 0
+
+    def summary(self, confidence: float = 0.95) -> pl.DataFrame:
+        """The run's summary (see :func:`summarize`), from the manifest when it holds one for these columns."""
+        stored = self.manifest.get("summary")
+        if confidence == 0.95 and isinstance(stored, list) and stored:
+            try:
+                table = pl.DataFrame(stored, schema=_SUMMARY_SCHEMA)
+            except (TypeError, ValueError, pl.exceptions.PolarsError):
+                table = None
+            if table is not None and table["score"].to_list() == self.score_columns:
+                return table
+        return summarize(self.table, self.score_columns, errors=self.error_count, confidence=confidence)
+
+    def scores(self, id_column: str = "id") -> Results:
+        """The ids and score columns only, in memory, as :class:`Results` (for :func:`compare`)."""
+        names = [name for name in (id_column, *self.score_columns) if name in self.columns]
+        return Results(
+            self.table.select(names).collect(),
+            score_columns=self.score_columns,
+            higher_is_better=self.higher_is_better,
+            errors=self.errors,
+            manifest=self.manifest,
+        )
+
+
+def scan_results(path: str | os.PathLike[str]) -> LazyResults:
+    """Open a result file (and its manifest) lazily; see :class:`LazyResults`.
+
+    Raises :class:`ConfigError` for a missing file, an unsupported extension or a corrupt manifest.
+
+    Example:
+        >>> scan_results("run.parquet").summary()  # doctest: +SKIP
+    """
+    source = pathlib.Path(path)
+    suffix = _format_of(source)
+    if not source.is_file():
+        raise ConfigError(f"result file {str(source)!r} does not exist")
+    if suffix != ".parquet":
+        res = Results.read(source)
+        return LazyResults(
+            source,
+            res.table.lazy(),
+            res.manifest,
+            res.score_columns,
+            {**higher_is_better_of(res.manifest, res.score_columns), **res.higher_is_better},
+            res.errors,
+        )
+    manifest_file = manifest_path(source)
+    manifest = read_manifest(manifest_file) if manifest_file.is_file() else {}
+    try:
+        lazy = pl.scan_parquet(source)
+        schema = lazy.collect_schema()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise ConfigError(f"result file {str(source)!r} cannot be read as Parquet: {exc}") from exc
+    score_columns = _score_columns_of(pl.DataFrame(schema=schema), manifest)
+    missing = [name for name in score_columns if name not in schema]
+    if missing:
+        raise ConfigError(f"result file {str(source)!r} lacks the score columns {missing} its manifest lists")
+    lazy = lazy.with_columns(pl.col(score_columns).cast(pl.Float64))
+    errors = manifest["errors"] if "errors" in manifest else _read_errors_file(source)
+    return LazyResults(
+        source, lazy, manifest, score_columns, higher_is_better_of(manifest, score_columns), list(errors)
+    )
+
+
+# -- manifests: metrics, directions, configs --------------------------------------------------------------
+
+
+def metric_entries(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's metrics as a list of ``{"name", "config", ...}`` dicts, whatever form it was written in.
+
+    Example:
+        >>> metric_entries({"metrics": {"bertscore": {"idf": True}}})
+        [{'name': 'bertscore', 'config': {'idf': True}}]
+    """
+    metrics = manifest.get("metrics")
+    if isinstance(metrics, Mapping):
+        return [
+            {"name": str(name), "config": dict(config) if isinstance(config, Mapping) else {}}
+            for name, config in metrics.items()
+        ]
+    if isinstance(metrics, list):
+        return [
+            dict(item) if isinstance(item, Mapping) else {"name": str(item), "config": {}} for item in metrics
+        ]
+    return []
+
+
+def metric_of_column(column: str, metric_names: Sequence[str]) -> str | None:
+    """The metric that wrote a score column: the longest name that prefixes it (``bartscore`` vs
+    ``bartscore_faithfulness``).
+
+    Example:
+        >>> metric_of_column("bartscore_faithfulness_score", ["bartscore", "bartscore_faithfulness"])
+        'bartscore_faithfulness'
+    """
+    matches = [name for name in metric_names if column.startswith(f"{name}_")]
+    return max(matches, key=len) if matches else None
+
+
+def higher_is_better_of(manifest: Mapping[str, Any], score_columns: Sequence[str] = ()) -> dict[str, bool]:
+    """Each score column's direction, from the manifest's metrics (and its ``higher_is_better`` map).
+
+    Columns the manifest says nothing about are left out (callers treat them as higher-is-better).
+
+    Example:
+        >>> manifest = {"metrics": [{"name": "pii", "columns": ["pii_total"], "higher_is_better": False}]}
+        >>> higher_is_better_of(manifest)
+        {'pii_total': False}
+    """
+    directions: dict[str, bool] = {}
+    entries = metric_entries(manifest)
+    flagged = {
+        entry["name"]: bool(entry["higher_is_better"]) for entry in entries if "higher_is_better" in entry
+    }
+    for entry in entries:
+        if entry["name"] in flagged:
+            for column in entry.get("columns") or []:
+                directions[str(column)] = flagged[entry["name"]]
+    for column in score_columns:
+        if column not in directions:
+            owner = metric_of_column(column, list(flagged))
+            if owner is not None:
+                directions[column] = flagged[owner]
+    explicit = manifest.get("higher_is_better")
+    if isinstance(explicit, Mapping):
+        directions.update({str(column): bool(value) for column, value in explicit.items()})
+    return directions
+
+
+def config_differences(manifest_a: Mapping[str, Any], manifest_b: Mapping[str, Any]) -> list[str]:
+    """Why two runs' scores may not be comparable: metric configs, fitted state or model weights that differ.
+
+    One line per difference; an empty list means equal config hashes (and weights) for every shared metric.
+
+    Example:
+        >>> a = {"metrics": [{"name": "bertscore", "config": {"idf": False}, "config_hash": "aa"}]}
+        >>> b = {"metrics": [{"name": "bertscore", "config": {"idf": True}, "config_hash": "bb"}]}
+        >>> config_differences(a, b)
+        ['bertscore: config hash differs (A aa, B bb): idf False → True']
+    """
+    entries_a = {entry["name"]: entry for entry in metric_entries(manifest_a)}
+    entries_b = {entry["name"]: entry for entry in metric_entries(manifest_b)}
+    lines: list[str] = []
+    for name in [*entries_a, *(name for name in entries_b if name not in entries_a)]:
+        if name not in entries_b:
+            lines.append(f"{name}: only run A has this metric")
+            continue
+        if name not in entries_a:
+            lines.append(f"{name}: only run B has this metric")
+            continue
+        entry_a, entry_b = entries_a[name], entries_b[name]
+        config_a, config_b = entry_a.get("config") or {}, entry_b.get("config") or {}
+        changed = [
+            f"{key} {config_a.get(key, '(unset)')} → {config_b.get(key, '(unset)')}"
+            for key in sorted(set(config_a) | set(config_b), key=str)
+            if config_a.get(key) != config_b.get(key)
+        ]
+        hash_a, hash_b = entry_a.get("config_hash"), entry_b.get("config_hash")
+        if hash_a and hash_b and hash_a != hash_b:
+            detail = f": {', '.join(changed)}" if changed else " (a metric version change)"
+            lines.append(f"{name}: config hash differs (A {hash_a}, B {hash_b}){detail}")
+        elif changed:
+            lines.append(f"{name}: config differs: {', '.join(changed)}")
+        if entry_a.get("state_hash", "") != entry_b.get("state_hash", ""):
+            lines.append(f"{name}: fitted corpus statistics (e.g. idf weights) differ")
+    models_a, models_b = manifest_a.get("models"), manifest_b.get("models")
+    if isinstance(models_a, Mapping) and isinstance(models_b, Mapping):
+        for model in sorted(set(models_a) & set(models_b)):
+            info_a, info_b = models_a[model], models_b[model]
+            if not (isinstance(info_a, Mapping) and isinstance(info_b, Mapping)):
+                continue
+            weights_a, weights_b = info_a.get("weights_sha256"), info_b.get("weights_sha256")
+            if weights_a and weights_b and weights_a != weights_b:
+                lines.append(f"model {model}: weights differ (A {weights_a[:12]}, B {weights_b[:12]})")
+    return lines
+
+
+# -- comparing two runs --------------------------------------------------------------------------------
+
+_COMPARISON_SCHEMA: dict[str, pl.DataType] = {
+    "score": pl.String(),
+    "higher_is_better": pl.Boolean(),
+    "n": pl.Int64(),
+    "mean_a": pl.Float64(),
+    "mean_b": pl.Float64(),
+    "diff": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "p_value": pl.Float64(),
+    "wins": pl.Int64(),
+    "ties": pl.Int64(),
+    "losses": pl.Int64(),
+    "verdict": pl.String(),
+}
+
+
+def paired_test(differences: np.ndarray, *, tie_tolerance: float = 0.0) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test that paired differences are centred on 0.
+
+    Differences within ``tie_tolerance`` of 0 (ties) are dropped first (Wilcox's method), and NaNs
+    too; no differences left gives 1.0. The exact distribution is used up to 50 differences without
+    tied magnitudes, the normal approximation otherwise (as scipy's ``method="auto"``, without its
+    warnings).
+
+    Example:
+        >>> paired_test(np.array([0.1, 0.2, 0.15, 0.3, 0.25, 0.05]))
+        0.03125
+    """
+    data = np.asarray(differences, dtype=np.float64).ravel()
+    data = data[~np.isnan(data)]
+    data = data[np.abs(data) > tie_tolerance]
+    if data.size == 0:
+        return 1.0
+    exact = data.size <= 50 and np.unique(np.abs(data)).size == data.size
+    result = scipy.stats.wilcoxon(data, zero_method="wilcox", method="exact" if exact else "approx")
+    return float(result.pvalue)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Run B against run A, paired on record id: one row per score column in :attr:`table`.
+
+    ``table`` columns: ``score, higher_is_better, n`` (records scored in both), ``mean_a, mean_b`` (over
+    those pairs), ``diff`` (mean of B − A), ``ci_low, ci_high`` (percentile bootstrap CI of ``diff``,
+    resampling pairs), ``p_value`` (Wilcoxon signed-rank, :func:`paired_test`), ``wins, ties, losses``
+    (records where B is better, equal, worse, by the metric's direction) and ``verdict``
+    (``better`` / ``worse`` when the CI excludes 0 on that side, else ``not significant``).
+    ``warnings`` lists config differences (:func:`config_differences`) and unpaired records.
+    """
+
+    table: pl.DataFrame
+    paired: pl.DataFrame
+    warnings: list[str]
+    only_in_a: int
+    only_in_b: int
+    id_column: str = "id"
+    confidence: float = 0.95
+
+    @property
+    def score_columns(self) -> list[str]:
+        return self.table["score"].to_list()
+
+    def changes(self, column: str) -> pl.DataFrame:
+        """Per paired record: ``id, a, b, diff`` (B − A) and ``improvement`` (diff signed so that
+        positive is better), worst first; records missing either score are left out."""
+        _check_columns([column], self.score_columns, what="score column")
+        higher = bool(self.table.filter(pl.col("score") == column)["higher_is_better"][0])
+        a, b = pl.col(f"{column}\x00a"), pl.col(f"{column}\x00b")
+        return (
+            self.paired.select(
+                pl.col(self.id_column).alias("id"), a.alias("a"), b.alias("b"), (b - a).alias("diff")
+            )
+            .filter(pl.col("diff").is_not_null() & pl.col("diff").is_not_nan())
+            .with_columns((pl.col("diff") if higher else -pl.col("diff")).alias("improvement"))
+            .sort("improvement", "id", maintain_order=True)
+        )
+
+    def any_worse(self) -> bool:
+        """Whether any score got significantly worse (its CI lies wholly on the worse side)."""
+        return bool((self.table["verdict"] == "worse").any())
+
+
+def compare(
+    a: Results,
+    b: Results,
+    *,
+    score_columns: Sequence[str] | None = None,
+    id_column: str = "id",
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    tie_tolerance: float = 0.0,
+) -> Comparison:
+    """Compare run B with run A record by record (joined on ``id_column``); see :class:`Comparison`.
+
+    By default every score column the two runs share is compared. A metric's direction comes from
+    the runs (``higher_is_better``, else their manifests; higher is better when neither says).
+    The bootstrap is seeded, so the CLI (``evalsuite compare``) and the dashboard print the same numbers.
+
+    Example:
+        >>> a = Results(pl.DataFrame({"id": ["x", "y", "z"], "m_s": [0.5, 0.6, 0.7]}), score_columns=["m_s"])
+        >>> b = Results(pl.DataFrame({"id": ["x", "y", "z"], "m_s": [0.6, 0.6, 0.9]}), score_columns=["m_s"])
+        >>> row = compare(a, b).table.row(0, named=True)
+        >>> round(row["diff"], 3), row["wins"], row["ties"], row["losses"]
+        (0.1, 2, 1, 0)
+    """
+    _check_confidence(confidence)
+    if tie_tolerance < 0:
+        raise ConfigError(f"tie_tolerance must be >= 0, got {tie_tolerance!r}")
+    if score_columns is None:
+        columns = [column for column in a.score_columns if column in b.score_columns]
+        if not columns:
+            raise ConfigError(
+                f"runs A and B share no score column; A has {a.score_columns}, B has {b.score_columns}"
+            )
+    else:
+        columns = list(dict.fromkeys(score_columns))
+        _check_columns(columns, a.score_columns, what="score column of run A")
+        _check_columns(columns, b.score_columns, what="score column of run B")
+    sides = []
+    for label, res in (("A", a), ("B", b)):
+        if id_column not in res.table.columns:
+            raise ConfigError(f"run {label} has no {id_column!r} column to pair records on")
+        side = res.table.select(
+            pl.col(id_column).cast(pl.String),
+            *[pl.col(column).cast(pl.Float64).alias(f"{column}\x00{label.lower()}") for column in columns],
+        )
+        duplicated = side.filter(pl.col(id_column).is_duplicated())[id_column].unique().sort()
+        if duplicated.len():
+            shown = ", ".join(map(repr, duplicated.head(5).to_list()))
+            raise ConfigError(
+                f"run {label} has {duplicated.len()} duplicated {id_column} value(s) ({shown}); "
+                "records must have unique ids to be paired"
+            )
+        sides.append(side)
+    paired = sides[0].join(sides[1], on=id_column, how="inner", maintain_order="left")
+    only_in_a, only_in_b = sides[0].height - paired.height, sides[1].height - paired.height
+    directions = {
+        **higher_is_better_of(a.manifest, columns),
+        **a.higher_is_better,
+        **higher_is_better_of(b.manifest, columns),
+        **b.higher_is_better,
+    }
+    rows = [
+        _compare_column(
+            column,
+            paired[f"{column}\x00a"].to_numpy(),
+            paired[f"{column}\x00b"].to_numpy(),
+            higher_is_better=directions.get(column, True),
+            confidence=confidence,
+            n_resamples=n_resamples,
+            seed=seed,
+            tie_tolerance=tie_tolerance,
+        )
+        for column in columns
+    ]
+    warnings = config_differences(a.manifest, b.manifest)
+    if only_in_a or only_in_b:
+        warnings.append(
+            f"{paired.height} records are paired; {only_in_a} only in run A and {only_in_b} only in run B "
+            "are left out"
+        )
+    return Comparison(
+        pl.DataFrame(rows, schema=_COMPARISON_SCHEMA),
+        paired,
+        warnings,
+        only_in_a,
+        only_in_b,
+        id_column=id_column,
+        confidence=confidence,
+    )
+
+
+def _compare_column(
+    column: str,
+    values_a: np.ndarray,
+    values_b: np.ndarray,
+    *,
+    higher_is_better: bool,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    tie_tolerance: float,
+) -> dict[str, Any]:
+    values_a = np.asarray(values_a, dtype=np.float64)
+    values_b = np.asarray(values_b, dtype=np.float64)
+    present = ~(np.isnan(values_a) | np.isnan(values_b))
+    values_a, values_b = values_a[present], values_b[present]
+    differences = values_b - values_a
+    n = int(differences.size)
+    improvement = differences if higher_is_better else -differences
+    wins = int((improvement > tie_tolerance).sum())
+    losses = int((improvement < -tie_tolerance).sum())
+    # The paired bootstrap: resampling record pairs is resampling their differences.
+    low, high = bootstrap_ci(differences, confidence=confidence, n_resamples=n_resamples, seed=seed)
+    verdict = "not significant"
+    if n and (low > 0 or high < 0):
+        verdict = "better" if (low > 0) == higher_is_better else "worse"
+    return {
+        "score": column,
+        "higher_is_better": higher_is_better,
+        "n": n,
+        "mean_a": float(values_a.mean()) if n else None,
+        "mean_b": float(values_b.mean()) if n else None,
+        "diff": float(differences.mean()) if n else None,
+        "ci_low": low if n else None,
+        "ci_high": high if n else None,
+        "p_value": paired_test(differences, tie_tolerance=tie_tolerance) if n else None,
+        "wins": wins,
+        "ties": n - wins - losses,
+        "losses": losses,
+        "verdict": verdict,
+    }

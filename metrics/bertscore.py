@@ -213,3 +213,40 @@ class BERTScore(Metric):
             for name, value in zip(self.score_names, best, strict=True):
                 scores[name].append(value)
         return scores
+
+
+def token_alignment(
+    prediction: str, reference: str, rt: Runtime, *, model: str = "minilm", num_layers: int | None = None
+) -> dict[str, Any]:
+    """The token-by-token cosine similarities BERTScore matches greedily, for one (prediction, reference).
+
+    Returns ``prediction_tokens`` and ``reference_tokens`` (the tokenizer's pieces, special tokens
+    included), ``similarity`` (``[prediction token][reference token]`` cosines) and the pair's
+    ``precision``, ``recall`` and ``f1`` without idf or rescaling (equal to :class:`BERTScore`'s
+    with ``idf=False``, ``rescale_with_baseline=False`` and a single reference). For review (the
+    dashboard's heatmap), not for scoring many records.
+
+    >>> alignment = token_alignment("Paris.", "It is Paris.", Runtime(device="cpu"))  # doctest: +SKIP
+    >>> alignment["reference_tokens"]  # doctest: +SKIP
+    ['[CLS]', 'it', 'is', 'paris', '.', '[SEP]']
+    """
+    if num_layers is None:
+        num_layers = PRESETS[model].default_layer if model in PRESETS else None
+    texts = [prediction.strip(), reference.strip()]
+    token_ids = rt.tokenize(model, texts)
+    candidate, target = rt.token_embeddings(model, token_ids, layer=num_layers)
+    special = rt.special_token_ids(model)
+    weights = [token_weights(ids, None, special) for ids in token_ids]
+    precision, recall, f1 = greedy_match(candidate, target, weights[0], weights[1])
+    similarity = (
+        torch.nn.functional.normalize(candidate, dim=-1) @ torch.nn.functional.normalize(target, dim=-1).T
+    )
+    tokenizer = rt.encoder(model).tokenizer
+    return {
+        "prediction_tokens": list(tokenizer.convert_ids_to_tokens(token_ids[0])),
+        "reference_tokens": list(tokenizer.convert_ids_to_tokens(token_ids[1])),
+        "similarity": similarity.tolist(),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+    }

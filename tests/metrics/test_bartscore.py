@@ -125,7 +125,12 @@ def test_runtime_equals_the_formula_and_ignores_batching(
 
 def test_targets_sharing_a_context_run_it_once_with_the_same_numbers(tiny_llama: Path) -> None:
     source = "The plant opened in 1998 and employs 300 people in the town."
-    candidates = ["The plant opened in 1998.", "It employs 300 people.", "A plant.", "It closed in 2020, sadly."]
+    candidates = [
+        "The plant opened in 1998.",
+        "It employs 300 people.",
+        "A plant.",
+        "It closed in 2020, sadly.",
+    ]
     pairs = [(source, candidate) for candidate in candidates] + PAIRS[1:3]
     expected = reference_causal(tiny_llama, pairs)
     for batch_size in (1, 2, 64):

@@ -1,0 +1,1 @@
+"""The dashboard's pages: each file is one Streamlit page script (see ``dashboards/app.py``)."""
