@@ -365,7 +365,8 @@ class Results:
         return cls(
             table,
             score_columns=score_columns,
-            higher_is_better=manifest.get("higher_is_better") or {},
+            # The CLI's manifests give directions per metric, Results.write's per column: both count.
+            higher_is_better=higher_is_better_of(manifest, score_columns),
             errors=manifest["errors"] if "errors" in manifest else _read_errors_file(source),
             manifest=manifest,
         )

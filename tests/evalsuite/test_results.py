@@ -316,6 +316,28 @@ def test_read_without_score_columns_uses_metric_prefixes(tmp_path: pathlib.Path)
     assert Results.read(path).score_columns == ["bertscore_f1", "bertscore_p"]
 
 
+def test_read_takes_directions_from_a_cli_manifest(tmp_path: pathlib.Path) -> None:
+    # The CLI's manifest gives each metric's direction, not each column's: thresholds must still
+    # treat a lower-is-better score as such after reading the file back.
+    path = tmp_path / "cli.parquet"
+    pl.DataFrame({"id": ["a", "b"], "pii_total": [0.0, 2.0], "bertscore_f1": [0.9, 0.8]}).write_parquet(path)
+    write_manifest(
+        path,
+        {
+            "score_columns": ["pii_total", "bertscore_f1"],
+            "metrics": [
+                {"name": "pii", "columns": ["pii_total"], "higher_is_better": False},
+                {"name": "bertscore", "columns": ["bertscore_f1"], "higher_is_better": True},
+            ],
+        },
+    )
+    back = Results.read(path)
+    assert back.higher_is_better == {"pii_total": False, "bertscore_f1": True}
+    with pytest.raises(ThresholdError, match="pii_total"):
+        back.assert_thresholds({"pii_total": 0.5})
+    back.assert_thresholds({"pii_total": 1.5, "bertscore_f1": 0.8})
+
+
 def test_read_without_manifest(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "bare.csv"
     pl.DataFrame(
