@@ -33,6 +33,10 @@ pytestmark = [
     ),
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
+expect = playwright_api.expect
+# Streamlit draws a page piece by piece; on a loaded CI machine charts can lag the script by seconds,
+# so visible content is awaited (Playwright's auto-retrying expect), never sampled once.
+WAIT_MS = 60_000
 
 
 @pytest.fixture
@@ -127,22 +131,20 @@ def test_every_page_in_chromium(dashboard_url: str, runs: tuple[Path, Path], art
         page.goto(dashboard_url)
         _settle(page)
         assert page.locator("h1").first.inner_text() == "Runs"
-        assert page.get_by_role("heading", name="baseline.parquet").is_visible()
-        assert "bertscore_f1" in page.locator("[data-testid='stDataFrame'] table").nth(1).text_content()
+        expect(page.get_by_role("heading", name="baseline.parquet")).to_be_visible(timeout=WAIT_MS)
+        summary_table = page.locator("[data-testid='stDataFrame'] table").nth(1)
+        expect(summary_table).to_contain_text("bertscore_f1", timeout=WAIT_MS)
         # The grid draws on a canvas; its accessible table holds the unformatted numbers.
-        assert (
-            repr(summary["mean"][0])
-            in page.locator("[data-testid='stDataFrame'] table").nth(1).text_content()
-        )
-        assert page.get_by_text("cpu / float32").first.is_visible()
+        expect(summary_table).to_contain_text(repr(summary["mean"][0]), timeout=WAIT_MS)
+        expect(page.get_by_text("cpu / float32").first).to_be_visible(timeout=WAIT_MS)
         shots.append(_shoot(page, artifacts, "runs"))
 
         # Distributions: one chart per score, a metadata filter.
         page.goto(f"{dashboard_url}/distributions")
         _settle(page)
-        assert page.locator("[data-testid='stVegaLiteChart']").count() == 11
-        assert page.get_by_role("heading", name="bertscore").is_visible()
-        assert page.get_by_text(f"mean {mean_f1}").first.is_visible()
+        expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(11, timeout=WAIT_MS)
+        expect(page.get_by_role("heading", name="bertscore")).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_text(f"mean {mean_f1}").first).to_be_visible(timeout=WAIT_MS)
         sidebar = page.locator("section[data-testid='stSidebar']")
         sidebar.locator("[data-testid='stMultiSelect']").filter(has_text="model").first.click()
         page.get_by_role("option", name="model-a").click()
@@ -159,23 +161,23 @@ def test_every_page_in_chromium(dashboard_url: str, runs: tuple[Path, Path], art
         # Compare: the config warning, the comparison table, the chosen score's difference.
         page.goto(f"{dashboard_url}/compare")
         _settle(page)
-        assert page.get_by_text("bertscore: config hash differs").is_visible()
-        table = page.locator("[data-testid='stDataFrame'] table").first.text_content()
-        assert "bertscore_precision" in table
-        assert "p (Wilcoxon)" in table
-        assert page.get_by_text(diff_precision).first.is_visible()
-        assert page.locator("[data-testid='stVegaLiteChart']").count() == 1
+        expect(page.get_by_text("bertscore: config hash differs")).to_be_visible(timeout=WAIT_MS)
+        comparison_table = page.locator("[data-testid='stDataFrame'] table").first
+        expect(comparison_table).to_contain_text("bertscore_precision", timeout=WAIT_MS)
+        expect(comparison_table).to_contain_text("p (Wilcoxon)", timeout=WAIT_MS)
+        expect(page.get_by_text(diff_precision).first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("[data-testid='stVegaLiteChart']")).to_have_count(1, timeout=WAIT_MS)
         shots.append(_shoot(page, artifacts, "compare", height=1650))
 
         # Records: a record's evidence, and the BERTScore heatmap computed on demand.
         page.goto(f"{dashboard_url}/records")
         _settle(page)
         page.get_by_role("tab", name="Scores and evidence").click()
-        assert page.get_by_text("meaning 1").first.is_visible()
+        expect(page.get_by_text("meaning 1").first).to_be_visible(timeout=WAIT_MS)
         page.get_by_role("button", name="Show token alignment").click()
         page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=180_000)
         _settle(page)
-        assert page.get_by_text("Cosine similarity of each prediction token").is_visible()
+        expect(page.get_by_text("Cosine similarity of each prediction token")).to_be_visible(timeout=WAIT_MS)
         page.mouse.move(0, 0)  # no tooltip in the picture
         page.set_viewport_size({"width": 1400, "height": 1500})
         page.get_by_role("heading", name="Record r000").evaluate("element => element.scrollIntoView()")
