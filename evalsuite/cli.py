@@ -28,6 +28,7 @@ from rich.text import Text
 
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
 from evalsuite.generation.command import generate_command
+from proxies.command import proxy_app
 
 app = typer.Typer(
     name="evalsuite",
@@ -483,3 +484,4 @@ def dashboard_command(
 
 # Commands that live beside their subsystem, registered here so `evalsuite --help` lists them all.
 app.command("generate")(generate_command)
+app.add_typer(proxy_app, name="proxy")
