@@ -116,7 +116,7 @@ class SemanticEntropy(NLIMetric):
         self,
         *,
         model: str = DEFAULT_NLI_MODEL,
-        strict: bool = True,
+        strict: bool = False,
         label_map: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(model=model, label_map=label_map, strict=strict)

@@ -94,6 +94,8 @@ def test_strictness_changes_clusters(fake_nli: Any) -> None:
     loose = SemanticEntropy(strict=False).score_batch([{"samples": samples}], runtime)
     assert strict["cluster_ids"] == [[0, 1]]
     assert loose["cluster_ids"] == [[0, 0]]
+    # The default is the non-strict rule (see the class docstring for why).
+    assert SemanticEntropy().score_batch([{"samples": samples}], runtime) == loose
 
 
 @pytest.mark.model
