@@ -151,8 +151,7 @@ def plan_cascade(
         if not 0.0 <= budget <= 1.0:
             raise ConfigError(f"budget must be a share of the records between 0 and 1, got {budget!r}")
         calls = math.floor(budget * n + 1e-9)
-    else:
-        assert target_agreement is not None
+    elif target_agreement is not None:  # always, after the check above; narrows the type
         if not 0.0 < target_agreement <= 1.0:
             raise ConfigError(f"target_agreement must be in (0, 1], got {target_agreement!r}")
         # Expected agreement grows with every call (confidences are at most 1); all calls reach 1.
