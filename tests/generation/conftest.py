@@ -127,3 +127,25 @@ def _hf_greedy(model: Any, prompt: list[int], max_new_tokens: int, eos: int | No
 @pytest.fixture(scope="session")
 def hf_greedy() -> Callable[..., list[int]]:
     return _hf_greedy
+
+
+@pytest.fixture
+def always_accept() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The wrong acceptance rule, to prove the distribution tests can fail: keep every draft token
+    (outputs then follow the drafter, not the target)."""
+    from evalsuite.generation.sampling import sample
+
+    def rule(
+        draft_tokens: torch.Tensor,
+        draft_lengths: torch.Tensor,
+        draft_probabilities: torch.Tensor | None,
+        target_probabilities: torch.Tensor,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        accepted = draft_lengths.clone()
+        after = target_probabilities.gather(
+            1, accepted[:, None, None].expand(-1, 1, target_probabilities.shape[-1])
+        ).squeeze(1)
+        return accepted, sample(after, generator)
+
+    return rule

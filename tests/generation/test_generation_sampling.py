@@ -8,6 +8,7 @@ always-accept rule fails it: the test is proven able to fail.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -17,7 +18,6 @@ from evalsuite.errors import ConfigError
 from evalsuite.generation.sampling import (
     SamplingParams,
     greedy_verify,
-    sample,
     speculative_verify,
     token_probabilities,
 )
@@ -25,21 +25,6 @@ from evalsuite.generation.sampling import (
 ALPHA = 0.001
 VOCAB = 12
 DRAWS = 100_000
-
-
-def always_accept(
-    draft_tokens: torch.Tensor,
-    draft_lengths: torch.Tensor,
-    draft_probabilities: torch.Tensor | None,
-    target_probabilities: torch.Tensor,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The wrong rule: keep every draft token (outputs then follow the drafter, not the target)."""
-    accepted = draft_lengths.clone()
-    after = target_probabilities.gather(
-        1, accepted[:, None, None].expand(-1, 1, target_probabilities.shape[-1])
-    ).squeeze(1)
-    return accepted, sample(after, generator)
 
 
 def chi_square_p_value(tokens: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
@@ -87,7 +72,9 @@ def distributions(params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor]:
     ids=["t1", "t0.7-top0.9"],
 )
 @pytest.mark.parametrize("drafter", ["model", "deterministic"])
-def test_accepted_tokens_follow_the_target_distribution(params: SamplingParams, drafter: str) -> None:
+def test_accepted_tokens_follow_the_target_distribution(
+    params: SamplingParams, drafter: str, always_accept: Callable[..., Any]
+) -> None:
     p, q = distributions(params)
     draft_q = q if drafter == "model" else None
     statistic, p_value = chi_square_p_value(first_emitted(speculative_verify, p, draft_q, seed=1), p)

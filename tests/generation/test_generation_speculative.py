@@ -26,7 +26,7 @@ from evalsuite.generation.drafters import (
     Proposal,
     layer_skip_model,
 )
-from evalsuite.generation.sampling import SamplingParams, sample, token_probabilities
+from evalsuite.generation.sampling import SamplingParams, token_probabilities
 from evalsuite.generation.speculative import GenerationOptions, SpeculativeDecoder
 
 ALPHA = 0.001
@@ -194,21 +194,6 @@ DIST_PROMPT = [3, 7, 5]
 SAMPLINGS = [SamplingParams(temperature=1.0), SamplingParams(temperature=0.9, top_p=0.95)]
 
 
-def always_accept(
-    draft_tokens: torch.Tensor,
-    draft_lengths: torch.Tensor,
-    draft_probabilities: torch.Tensor | None,
-    target_probabilities: torch.Tensor,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The wrong rule: keep every draft token (outputs then follow the drafter, not the target)."""
-    accepted = draft_lengths.clone()
-    after = target_probabilities.gather(
-        1, accepted[:, None, None].expand(-1, 1, target_probabilities.shape[-1])
-    ).squeeze(1)
-    return accepted, sample(after, generator)
-
-
 def exact_second_and_third(target: Any, sampling: SamplingParams) -> torch.Tensor:
     """P(token 2, token 3) under the processed target distribution, by enumerating token 1 and 2."""
     vocab = SMALL_VOCAB
@@ -247,7 +232,10 @@ def chi_square(target: Any, draft: Any, sampling: SamplingParams) -> tuple[float
 
 @pytest.mark.parametrize("sampling", SAMPLINGS, ids=["t1", "t0.9-top0.95"])
 def test_samples_follow_the_target_distribution(
-    tiny_llama: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, sampling: SamplingParams
+    tiny_llama: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    sampling: SamplingParams,
+    always_accept: Callable[..., Any],
 ) -> None:
     # Wide initialisation: peaked distributions, and a draft far from the target.
     target = tiny_llama(seed=0, vocab_size=SMALL_VOCAB, hidden=16, initializer_range=0.3)
