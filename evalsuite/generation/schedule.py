@@ -12,6 +12,12 @@ actual proposal lengths, since rows without a proposal (an n-gram lookup that fo
 gain nothing from a wide pass. ``α`` is an exponential moving average over steps of accepted /
 judged draft tokens, a row's judged tokens being its accepted ones plus the first rejected one
 (tokens after a rejection tell nothing about ``α``; counting them would bias it low).
+
+``c_verify`` is not one number: on a CPU a pass over 3 tokens may cost 1.2 one-token passes and
+one over 4 tokens 1.8, where the matrix kernels change. :class:`PassCosts` therefore times the
+target's passes as they run, by batch rows and verified width, and the measured relative cost
+replaces the linear prior for every width tried; an untried width keeps the prior, so a width the
+prior overrates is tried once and then judged on its real cost.
 """
 
 from __future__ import annotations
@@ -26,6 +32,48 @@ from evalsuite.errors import ConfigError
 DEFAULT_VERIFY_COST = 0.15
 MAX_DRAFT_TOKENS = 64
 MAX_PROBE_INTERVAL = 64
+
+
+class PassCosts:
+    """Measured seconds of the target's verification passes, by batch rows and verified width.
+
+    ``relative(rows, width)`` is a pass over ``width`` draft columns in units of a one-token pass
+    over the same rows: measured where that width has been timed (an exponential moving average),
+    ``1 + width·verify_cost`` where it has not. Measured widths are scaled through the narrowest
+    measured one, so a table without a one-token measurement still compares widths by real time.
+
+    >>> costs = PassCosts(verify_cost=0.15)
+    >>> costs.record(rows=1, width=0, seconds=0.040)
+    >>> costs.record(rows=1, width=3, seconds=0.072)
+    >>> round(costs.relative(1, 3), 2), round(costs.relative(1, 2), 2)
+    (1.8, 1.3)
+    """
+
+    def __init__(self, *, verify_cost: float = DEFAULT_VERIFY_COST, smoothing: float = 0.3) -> None:
+        if verify_cost < 0:
+            raise ConfigError(f"verify_cost must be >= 0, got {verify_cost}")
+        self.verify_cost = verify_cost
+        self.smoothing = smoothing
+        self._seconds: dict[int, dict[int, float]] = {}
+
+    def prior(self, width: int) -> float:
+        return 1 + width * self.verify_cost
+
+    def record(self, *, rows: int, width: int, seconds: float) -> None:
+        """Fold one timed pass into the average for its (rows, width)."""
+        if seconds <= 0:
+            return
+        table = self._seconds.setdefault(rows, {})
+        previous = table.get(width)
+        table[width] = seconds if previous is None else previous + self.smoothing * (seconds - previous)
+
+    def relative(self, rows: int, width: int) -> float:
+        table = self._seconds.get(rows)
+        if not table or width not in table:
+            return self.prior(width)
+        anchor = min(table)
+        one_token = table[anchor] / self.prior(anchor)
+        return table[width] / one_token
 
 
 def expected_tokens(rate: float, proposed: int) -> float:
@@ -53,7 +101,7 @@ class DraftLengthController:
         *,
         maximum: int,
         draft_cost: float,
-        verify_cost: float = DEFAULT_VERIFY_COST,
+        costs: PassCosts | None = None,
         adaptive: bool = True,
         initial_rate: float = 0.6,
         smoothing: float = 0.3,
@@ -63,11 +111,11 @@ class DraftLengthController:
             raise ConfigError(
                 f"the number of draft tokens must be between 0 and {MAX_DRAFT_TOKENS}, got {maximum}"
             )
-        if draft_cost < 0 or verify_cost < 0:
-            raise ConfigError(f"costs must be >= 0, got draft {draft_cost} and verify {verify_cost}")
+        if draft_cost < 0:
+            raise ConfigError(f"draft_cost must be >= 0, got {draft_cost}")
         self.maximum = maximum
         self.draft_cost = draft_cost
-        self.verify_cost = verify_cost
+        self.costs = costs or PassCosts()
         self.adaptive = adaptive
         self.rate = initial_rate
         self.smoothing = smoothing
@@ -76,11 +124,11 @@ class DraftLengthController:
         self._idle_steps = 0
         self._probing = False
 
-    def next(self) -> int:
-        """γ for the coming step."""
+    def next(self, rows: int = 1) -> int:
+        """γ for the coming step over ``rows`` rows."""
         if not self.adaptive or self.maximum == 0:
             return self.maximum
-        best = self.best_length(self.rate)
+        best = self.best_length(self.rate, rows)
         self._probing = False
         if best == 0:
             self._idle_steps += 1
@@ -90,11 +138,12 @@ class DraftLengthController:
                 return 1
         return best
 
-    def best_length(self, rate: float) -> int:
+    def best_length(self, rate: float, rows: int = 1) -> int:
         """The γ in ``0..maximum`` with the most expected tokens per unit of cost."""
         best, best_speed = 0, 1.0  # γ = 0: one token for one step
         for gamma in range(1, self.maximum + 1):
-            speed = expected_tokens(rate, gamma) / (1 + gamma * (self.draft_cost + self.verify_cost))
+            cost = self.costs.relative(rows, gamma) + gamma * self.draft_cost
+            speed = expected_tokens(rate, gamma) / cost
             if speed > best_speed * 1.0001:
                 best, best_speed = gamma, speed
         return best
@@ -112,7 +161,7 @@ class DraftLengthController:
         best, best_speed = 0, 1.0
         for width in range(1, widest + 1):
             tokens = sum(expected_tokens(self.rate, min(length, width)) for length in lengths)
-            speed = tokens / (rows * (1 + width * self.verify_cost))
+            speed = tokens / (rows * self.costs.relative(rows, width))
             if speed > best_speed * 1.0001:
                 best, best_speed = width, speed
         # A probe is verified even when the estimate says it is not worth it: that is its purpose.

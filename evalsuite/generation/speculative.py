@@ -28,7 +28,7 @@ from evalsuite.generation.sampling import (
     speculative_verify,
     token_probabilities,
 )
-from evalsuite.generation.schedule import MAX_DRAFT_TOKENS, DraftLengthController
+from evalsuite.generation.schedule import MAX_DRAFT_TOKENS, DraftLengthController, PassCosts
 from evalsuite.runtime.batching import run_batched
 from evalsuite.runtime.device import is_out_of_memory, release_cached_memory
 
@@ -176,6 +176,8 @@ class SpeculativeDecoder:
         self.device = next(model.parameters()).device
         self.vocab_size = int(model.config.get_text_config().vocab_size)
         self._target = RaggedCache(model)
+        # What verifying w draft columns really costs on this model and hardware, learnt across batches.
+        self.pass_costs = PassCosts()
 
     def decode(
         self,
@@ -245,11 +247,15 @@ class SpeculativeDecoder:
         controller = DraftLengthController(
             maximum=options.max_draft_tokens,
             draft_cost=self.drafter.relative_cost,
+            # Timed costs make γ depend on the machine's load. Greedy output does not depend on γ, but
+            # samples do (through the random draws), so sampling keeps the fixed prior: a seed then
+            # gives the same samples on any run.
+            costs=self.pass_costs if sampling.greedy else PassCosts(),
             adaptive=options.adaptive,
         )
         while active:
             room = max(options.max_new_tokens - len(outputs[row].token_ids) for row in active)
-            gamma = min(controller.next(), room - 1)
+            gamma = min(controller.next(len(active)), room - 1)
             proposal = Proposal.empty(len(active), self.device)
             if gamma > 0 and not isinstance(self.drafter, NoDrafter):
                 proposal = self.drafter.propose(
@@ -265,6 +271,7 @@ class SpeculativeDecoder:
                 )
             proposal = _trimmed(proposal, controller.best_width(proposal.lengths.tolist()))
             width = proposal.width
+            pass_started = time.perf_counter()
             logits = target.extend(torch.cat([pending[:, None], proposal.tokens], dim=1))
             stats.target_passes += 1
             stats.row_passes += len(active)
@@ -285,7 +292,8 @@ class SpeculativeDecoder:
             judged = torch.minimum(accepted + 1, proposal.lengths)
             stats.draft_proposed += int(proposal.lengths.sum())
             stats.draft_judged += int(judged.sum())
-            stats.draft_accepted += int(accepted.sum())
+            stats.draft_accepted += int(accepted.sum())  # reading it waits for the pass to finish
+            self.pass_costs.record(rows=len(active), width=width, seconds=time.perf_counter() - pass_started)
             controller.update(judged=int(judged.sum()), accepted=int(accepted.sum()))
             finished = []
             for row, count, tokens, values, judged_count in zip(
