@@ -30,9 +30,12 @@ _EXPORTS = {
     "ThresholdError": "evalsuite.errors",
     "UnknownMetricError": "evalsuite.errors",
     "ResumeError": "evalsuite.errors",
+    "Client": "evalsuite.client",
+    "ServiceError": "evalsuite.client",
 }
 
 __all__ = [
+    "Client",
     "ConfigError",
     "EvalsuiteError",
     "InputError",
@@ -42,6 +45,7 @@ __all__ = [
     "Results",
     "ResumeError",
     "Scorer",
+    "ServiceError",
     "ThresholdError",
     "UnknownMetricError",
     "__version__",
@@ -53,6 +57,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from evalsuite.api import Scorer, score
+    from evalsuite.client import Client, ServiceError
     from evalsuite.errors import (
         ConfigError,
         EvalsuiteError,

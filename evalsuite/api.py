@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
@@ -105,6 +105,16 @@ class Scorer:
         self.cache_hits = 0
         self.cache_misses = 0
         self._models: dict[str, dict[str, Any]] = {}  # provenance of each model, resolved once
+        # The settings as given (device "auto", not the device it resolved to here), so a worker
+        # process elsewhere (evalsuite.distributed) can build an equal Scorer on its own hardware.
+        self.options: dict[str, Any] = {
+            "device": device,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "token_budget": token_budget,
+            "cache": cache,
+            "chunk_size": chunk_size,
+        }
 
     @property
     def required_fields(self) -> list[str]:
@@ -155,12 +165,23 @@ class Scorer:
             input_info.update(path=str(records), sha256=file_sha256(records))
         manifest = self.manifest(input_info, fields=fields, started=started)
         return Results(
-            self._table(rows),
+            self.results_table(rows),
             score_columns=self.score_columns,
             higher_is_better=self.higher_is_better,
             errors=errors,
             manifest=manifest,
         )
+
+    def score_chunk(
+        self, chunk: Sequence[RawRecord], on_error: OnError
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Validate and score raw records: their scored rows (input order) and their bad records' error rows.
+
+        The unit of work of every engine: the local one calls it in this process, the Ray one in each
+        worker. Build the output table of the rows with :meth:`results_table`.
+        """
+        valid, errors = self._validate(chunk, on_error)
+        return self._rows(valid, self.score_records(valid)), errors
 
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         """Score validated records with every metric, through the cache; one list per column."""
@@ -210,12 +231,15 @@ class Scorer:
         on_error: OnError = "fail",
         overwrite: bool = False,
         progress: Progress | None = None,
+        engine: Engine | None = None,
     ) -> FileRun:
         """Stream ``source`` in chunks into ``out`` (format from its extension), resumably.
 
         Each chunk is committed with a checkpoint; if the process dies, calling again with the same
         arguments finishes the job with every input record exactly once. In ``fail`` mode the
         whole input is validated before any scoring, so a bad record stops the run at once.
+        ``engine`` says where chunks are scored: in this process (default) or on a cluster
+        (``evalsuite.distributed.RayEngine``); the output, resume and manifest are the same.
         """
         _check_on_error(on_error)
         started = time.time()
@@ -229,16 +253,11 @@ class Scorer:
             "on_error": on_error,
         }
         writer = ChunkedWriter(out, fingerprint=fingerprint, chunk_size=self.chunk_size, overwrite=overwrite)
-        skip = writer.records_done
-        if progress and skip:
-            progress(skip)
-        chunks = iter_chunks(source, fields=fields, chunk_size=self.chunk_size, skip=skip)
-        for chunk_index, chunk in enumerate(chunks, start=writer.completed_chunks):
-            valid, errors = self._validate(chunk, on_error)
-            rows = self._rows(valid, self.score_records(valid))
-            writer.write_chunk(chunk_index, self._table(rows), errors)
-            if progress:
-                progress(len(chunk))
+        if progress and writer.records_done:
+            progress(writer.records_done)
+        engine_facts = (engine or LocalEngine()).write_chunks(
+            self, Path(source), writer, fields=fields, on_error=on_error, progress=progress
+        )
         output, errors_file = writer.finalize()
         scores = _read_scores(output, self.score_columns)
         error_count = _count_lines(errors_file)
@@ -253,6 +272,7 @@ class Scorer:
             fields=fields,
             started=started,
         )
+        manifest.update(engine_facts)
         manifest.update(score_columns=self.score_columns, summary=summary.to_dicts(), output=str(output))
         manifest_file = write_manifest(manifest_path(output), manifest)
         results = Results(
@@ -306,7 +326,8 @@ class Scorer:
             for i, record in enumerate(records)
         ]
 
-    def _table(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
+    def results_table(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
+        """The output table of scored rows: canonical fields, metadata, scores (Float64), details."""
         if not rows:
             return pl.DataFrame(
                 schema=dict.fromkeys(["id", *self.score_columns], pl.Float64) | {"id": pl.String}
@@ -375,6 +396,49 @@ class Scorer:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class Engine(Protocol):
+    """Where :meth:`Scorer.score_file` scores its chunks; :class:`LocalEngine` is the default."""
+
+    def write_chunks(
+        self,
+        scorer: Scorer,
+        source: Path,
+        writer: ChunkedWriter,
+        *,
+        fields: Mapping[str, str] | None,
+        on_error: OnError,
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        """Score the records of ``source`` that ``writer`` has not committed, committing chunk by chunk.
+
+        Chunk ``i`` holds input records ``[i * chunk_size, (i + 1) * chunk_size)``, scored by
+        :meth:`Scorer.score_chunk`. Returns manifest entries (at least ``engine``).
+        """
+        ...
+
+
+class LocalEngine:
+    """Scores the chunks one after another in this process."""
+
+    def write_chunks(
+        self,
+        scorer: Scorer,
+        source: Path,
+        writer: ChunkedWriter,
+        *,
+        fields: Mapping[str, str] | None,
+        on_error: OnError,
+        progress: Progress | None,
+    ) -> dict[str, Any]:
+        chunks = iter_chunks(source, fields=fields, chunk_size=writer.chunk_size, skip=writer.records_done)
+        for chunk_index, chunk in enumerate(chunks, start=writer.completed_chunks):
+            rows, errors = scorer.score_chunk(chunk, on_error)
+            writer.write_chunk(chunk_index, scorer.results_table(rows), errors)
+            if progress:
+                progress(len(chunk))
+        return {"engine": {"name": "local"}}
 
 
 def score(

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +28,11 @@ from rich.text import Text
 
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
 from evalsuite.generation.command import generate_command
+from evalsuite.service.command import serve_app
 from proxies.command import proxy_app
+
+if TYPE_CHECKING:
+    from evalsuite.api import Engine
 
 app = typer.Typer(
     name="evalsuite",
@@ -104,7 +108,9 @@ def score(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Most texts per model forward pass.")] = 64,
-    chunk_size: Annotated[int, typer.Option(help="Records per checkpointed chunk.")] = 1000,
+    chunk_size: Annotated[
+        int, typer.Option(help="Records per checkpointed chunk (--engine ray: most records per worker call).")
+    ] = 1000,
     fail_under: Annotated[
         list[str] | None,
         typer.Option(
@@ -119,8 +125,34 @@ def score(
     ] = False,
     cache: Annotated[bool, typer.Option(help="Reuse scores cached from earlier runs.")] = True,
     cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local: score in this process; ray: on a Ray cluster (the ray extra).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine ray: the cluster to join: auto (this machine's: `ray start --head`, a KubeRay "
+            "pod) or ray://HOST:10001. Default: a local Ray started for this run."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="--engine ray: scoring workers (default: one per --gpus-per-worker GPUs, else per CPU)."
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float,
+        typer.Option(help="--engine ray: GPUs each worker gets from Ray (0: CPU only; 0.5: two per GPU)."),
+    ] = 0.0,
 ) -> None:
-    """Score a file with one or more metrics, resumably, and print the summary."""
+    """Score a file with one or more metrics, resumably, and print the summary.
+
+    With --engine ray the records are scored by a pool of Ray workers, each with its models loaded
+    once; the output, resume, manifest and summary are the local engine's.
+    """
+    from rich.markup import escape  # error messages hold brackets: pip install 'evalsuite[ray]'
+
     from evalsuite.api import Scorer
     from evalsuite.records import count_records, parse_field_mapping
     from metrics.base import load_metric
@@ -130,6 +162,7 @@ def score(
         fields = parse_field_mapping(field or [])
         if on_error not in ("fail", "skip"):
             raise ConfigError(f"--on-error must be 'fail' or 'skip', got {on_error!r}")
+        run_engine = _score_engine(engine, ray_address, workers, gpus_per_worker)
         metrics = [load_metric(name, **config) for name, config in map(parse_metric_spec, metric)]
         out = output or _default_output(source)
         scorer = Scorer(
@@ -156,13 +189,14 @@ def score(
                 on_error=on_error,  # type: ignore[arg-type]
                 overwrite=overwrite,
                 progress=lambda n: progress.advance(task, n),
+                engine=run_engine,
             )
         scorer.close()
     except (InputError, ConfigError, ResumeError, ModelUnavailableError) as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(USAGE_ERROR) from None
     except EvalsuiteError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
     elapsed = time.perf_counter() - started
@@ -182,6 +216,30 @@ def score(
     if failures:
         err_console.print("[bold red]thresholds not met:[/]\n" + "\n".join(failures), highlight=False)
         raise typer.Exit(THRESHOLD_FAILED)
+
+
+def _score_engine(
+    engine: str, ray_address: str | None, workers: int | None, gpus_per_worker: float
+) -> Engine | None:
+    """The engine `score` runs on (None: the local one); Ray options without --engine ray are refused."""
+    if engine == "local":
+        given = [
+            name
+            for name, value in (
+                ("--ray-address", ray_address),
+                ("--workers", workers),
+                ("--gpus-per-worker", gpus_per_worker),
+            )
+            if value
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply to --engine ray")
+        return None
+    if engine != "ray":
+        raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    from evalsuite.distributed import RayEngine
+
+    return RayEngine(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 class _RateColumn(ProgressColumn):
@@ -485,3 +543,4 @@ def dashboard_command(
 # Commands that live beside their subsystem, registered here so `evalsuite --help` lists them all.
 app.command("generate")(generate_command)
 app.add_typer(proxy_app, name="proxy")
+app.add_typer(serve_app, name="serve")

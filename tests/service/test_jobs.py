@@ -1,0 +1,397 @@
+"""JobManager: durable acceptance, one worker, resumable jobs; model-free metrics keep it fast."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalsuite.api import Scorer
+from evalsuite.errors import ConfigError, InputError
+from evalsuite.service.jobs import DATABASE_NAME, OUTPUT_NAME, JobInfo, JobManager, PayloadTooLargeError
+
+CHUNK = 10
+METRICS = ["toxicity", "pii"]
+
+
+class RecordingScorer(Scorer):
+    """Counts the records it scores and runs ``hook(call_number)`` before each chunk."""
+
+    def __init__(self, metrics: list[str]) -> None:
+        super().__init__(metrics, device="cpu", cache=False, chunk_size=CHUNK)
+        self.scored: list[str] = []
+        self.hook: Callable[[int], None] | None = None
+        self.lock_held: list[bool] = []
+        self.model_lock: threading.Lock | None = None
+
+    def score_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+        if self.model_lock is not None:
+            self.lock_held.append(self.model_lock.locked())
+        if self.hook is not None:
+            self.hook(len(self.lock_held))
+        self.scored.extend(str(record["id"]) for record in records)
+        return super().score_records(records)
+
+
+class Served:
+    """What the app gives a JobManager: one scorer per metric set, kept across jobs."""
+
+    def __init__(self, model_lock: threading.Lock) -> None:
+        self.model_lock = model_lock
+        self.scorers: dict[tuple[str, ...], RecordingScorer] = {}
+
+    def __call__(self, metrics: list[str]) -> Scorer:
+        key = tuple(metrics)
+        if key not in self.scorers:
+            self.scorers[key] = RecordingScorer(metrics)
+            self.scorers[key].model_lock = self.model_lock
+        return self.scorers[key]
+
+
+def answers(n: int, *, bad: Sequence[int] = (), prefix: str = "r") -> bytes:
+    lines = []
+    for i in range(n):
+        record: dict[str, Any] = {
+            "id": f"{prefix}{i}",
+            "prediction": f"Answer number {i}, mail me at a{i}@b.org",
+        }
+        if i in bad:
+            record = {"id": f"{prefix}{i}", "answer": "no prediction field"}
+        lines.append(json.dumps(record) + "\n")
+    return "".join(lines).encode()
+
+
+def output_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(manager: JobManager, job_id: str, timeout: float = 60) -> JobInfo:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = manager.get(job_id)
+        assert info is not None
+        if info.state in ("succeeded", "failed"):
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout}s: {manager.get(job_id)}")
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def served() -> Served:
+    return Served(threading.Lock())
+
+
+@pytest.fixture
+def manager(tmp_path: Path, served: Served, data_root: Path) -> Iterator[JobManager]:
+    jobs = JobManager(tmp_path / "jobs", served, served.model_lock, allowed_roots=[data_root])
+    jobs.start()
+    yield jobs
+    jobs.stop()
+
+
+def test_upload_job_succeeds_with_every_record_once(manager: JobManager, served: Served) -> None:
+    job = manager.submit_upload("answers.jsonl", io.BytesIO(answers(35)), metrics=METRICS, on_error="fail")
+    assert job.state == "queued"
+    assert job.metrics == METRICS
+    assert (manager.directory / job.id / "input.jsonl").read_bytes() == answers(35)
+
+    info = wait_for(manager, job.id)
+
+    assert info.state == "succeeded", info.error
+    assert (info.records_total, info.records_done, info.errors) == (35, 35, 0)
+    assert {row["score"] for row in info.summary or []} >= {"toxicity_profanity", "pii_email", "pii_total"}
+    email = next(row for row in info.summary or [] if row["score"] == "pii_email")
+    assert email["mean"] == pytest.approx(1.0)
+    assert output_ids(manager.results_path(job.id)) == [f"r{i}" for i in range(35)]
+    assert served.scorers[tuple(METRICS)].scored == [f"r{i}" for i in range(35)]
+    assert info.created_at <= info.updated_at
+    assert info.created_at.endswith("+00:00")
+
+
+def test_model_lock_is_held_per_chunk_only(manager: JobManager, served: Served) -> None:
+    served.model_lock.acquire()  # an interactive request holds the models
+    job = manager.submit_upload("answers.jsonl", io.BytesIO(answers(25)), metrics=METRICS, on_error="fail")
+    time.sleep(0.5)
+    info = manager.get(job.id)
+    assert info is not None
+    assert info.state == "running"
+    assert info.records_done == 0  # no chunk can be scored while the lock is held
+    served.model_lock.release()
+
+    assert wait_for(manager, job.id).state == "succeeded"
+    scorer = served.scorers[tuple(METRICS)]
+    assert scorer.lock_held == [True, True, True]  # one acquisition per chunk of 10
+    assert not served.model_lock.locked()
+
+
+def test_fail_mode_fails_the_job_naming_record_and_field(manager: JobManager, tmp_path: Path) -> None:
+    upload = io.BytesIO(answers(30, bad=[5]))
+    job = manager.submit_upload("answers.jsonl", upload, metrics=METRICS, on_error="fail")
+
+    info = wait_for(manager, job.id)
+
+    assert info.state == "failed"
+    assert info.error is not None
+    assert info.error.startswith("answers.jsonl:6: missing required field 'prediction'")
+    assert str(tmp_path) not in info.error  # the server's paths stay private
+    assert info.summary is None
+    with pytest.raises(ConfigError, match="failed, not succeeded"):
+        manager.results_path(job.id)
+
+
+def test_skip_mode_counts_errors_and_scores_the_rest(manager: JobManager) -> None:
+    job = manager.submit_upload(
+        "answers.jsonl", io.BytesIO(answers(30, bad=[3, 17])), metrics=["toxicity"], on_error="skip"
+    )
+
+    info = wait_for(manager, job.id)
+
+    assert info.state == "succeeded", info.error
+    assert (info.records_total, info.records_done, info.errors) == (30, 30, 2)
+    assert output_ids(manager.results_path(job.id)) == [f"r{i}" for i in range(30) if i not in (3, 17)]
+    assert info.summary is not None
+    assert info.summary[0]["errors"] == 2
+
+
+def test_unknown_metric_fails_the_job_with_the_registry_message(manager: JobManager) -> None:
+    job = manager.submit_upload(
+        "a.jsonl", io.BytesIO(answers(3)), metrics=["no_such_metric"], on_error="fail"
+    )
+
+    info = wait_for(manager, job.id)
+
+    assert info.state == "failed"
+    assert "no_such_metric" in (info.error or "")
+
+
+def test_interrupted_job_resumes_with_every_record_once(
+    tmp_path: Path, served: Served, data_root: Path
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    first = JobManager(jobs_dir, served, served.model_lock)
+    first.start()
+    scorer = served(METRICS)
+    assert isinstance(scorer, RecordingScorer)
+    reached = threading.Event()
+
+    def block_third_chunk_until_stopping(call: int) -> None:
+        if call == 3:
+            reached.set()
+            # stop() is waiting for this chunk; the job must end at its boundary, not finish.
+            deadline = time.monotonic() + 30
+            while not first._stopping.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    scorer.hook = block_third_chunk_until_stopping
+    job = first.submit_upload("answers.jsonl", io.BytesIO(answers(55)), metrics=METRICS, on_error="skip")
+    assert reached.wait(30)
+    first.stop()
+    scorer.hook = None
+
+    staging = jobs_dir / job.id / f"{OUTPUT_NAME}.partial"
+    committed = len(list(staging.glob("part-*.parquet")))
+    assert committed == 3
+    assert not (jobs_dir / job.id / OUTPUT_NAME).exists()
+    # Leave the row as a kill -9 would: still "running".
+    with sqlite3.connect(jobs_dir / DATABASE_NAME) as db:
+        db.execute("UPDATE jobs SET state='running' WHERE id=?", (job.id,))
+    db.close()
+
+    scorer.scored.clear()
+    second = JobManager(jobs_dir, served, served.model_lock)
+    second.start()
+    try:
+        info = wait_for(second, job.id)
+    finally:
+        second.stop()
+
+    assert info.state == "succeeded", info.error
+    assert (info.records_total, info.records_done) == (55, 55)
+    assert output_ids(jobs_dir / job.id / OUTPUT_NAME) == [f"r{i}" for i in range(55)]
+    assert scorer.scored == [f"r{i}" for i in range(committed * CHUNK, 55)]  # only what was missing
+
+
+def test_jobs_run_in_submission_order(manager: JobManager, served: Served) -> None:
+    scorer = served(METRICS)
+    assert isinstance(scorer, RecordingScorer)
+    release = threading.Event()
+    scorer.hook = lambda call: release.wait(30) and None
+    jobs = [
+        manager.submit_upload(
+            f"b{k}.jsonl", io.BytesIO(answers(3, prefix=f"b{k}-")), metrics=METRICS, on_error="fail"
+        )
+        for k in range(3)
+    ]
+    assert manager.queue_depth() == 3
+    counts = manager.state_counts()
+    assert counts["queued"] + counts["running"] == 3
+    assert counts["running"] <= 1  # one worker
+    release.set()
+
+    finished = [wait_for(manager, job.id) for job in jobs]
+
+    assert [info.state for info in finished] == ["succeeded"] * 3
+    assert scorer.scored == [f"b{k}-{i}" for k in range(3) for i in range(3)]
+    assert manager.state_counts() == {"queued": 0, "running": 0, "succeeded": 3, "failed": 0}
+    assert manager.queue_depth() == 0
+
+
+def test_submit_path_reads_only_under_allowed_roots(
+    manager: JobManager, tmp_path: Path, data_root: Path
+) -> None:
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.jsonl").write_bytes(answers(2))
+    (data_root / "answers.jsonl").write_bytes(answers(4))
+    (data_root / "link.jsonl").symlink_to(outside / "secret.jsonl")
+
+    for refused in [
+        outside / "secret.jsonl",
+        data_root / ".." / "private" / "secret.jsonl",
+        data_root / "link.jsonl",
+    ]:
+        with pytest.raises(ConfigError, match="not under an allowed root"):
+            manager.submit_path(str(refused), metrics=METRICS, on_error="fail")
+    with pytest.raises(ConfigError, match="does not exist"):
+        manager.submit_path(str(data_root / "missing.jsonl"), metrics=METRICS, on_error="fail")
+
+    job = manager.submit_path(str(data_root / "answers.jsonl"), metrics=METRICS, on_error="fail")
+    (data_root / "answers.jsonl").write_bytes(answers(1))  # the job holds its own copy
+
+    info = wait_for(manager, job.id)
+    assert info.state == "succeeded", info.error
+    assert output_ids(manager.results_path(job.id)) == ["r0", "r1", "r2", "r3"]
+    assert manager.queue_depth() == 0
+
+
+def test_submit_path_is_refused_without_allowed_roots(
+    tmp_path: Path, served: Served, data_root: Path
+) -> None:
+    (data_root / "answers.jsonl").write_bytes(answers(2))
+    jobs = JobManager(tmp_path / "jobs", served, served.model_lock)
+    jobs.start()
+    try:
+        with pytest.raises(ConfigError, match="--allow-path"):
+            jobs.submit_path(str(data_root / "answers.jsonl"), metrics=METRICS, on_error="fail")
+    finally:
+        jobs.stop()
+
+
+def test_upload_too_large_is_refused_and_leaves_nothing(manager: JobManager) -> None:
+    body = answers(50)
+    with pytest.raises(PayloadTooLargeError, match="limit of 100 bytes") as caught:
+        manager.submit_upload(
+            "answers.jsonl", io.BytesIO(body), metrics=METRICS, on_error="fail", max_bytes=100
+        )
+
+    assert isinstance(caught.value, InputError)
+    assert caught.value.field == "file"
+    assert [p.name for p in manager.directory.iterdir() if p.is_dir()] == []
+    assert manager.queue_depth() == 0
+    job = manager.submit_upload(
+        "answers.jsonl", io.BytesIO(body), metrics=METRICS, on_error="fail", max_bytes=len(body)
+    )
+    assert wait_for(manager, job.id).state == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("filename", "options", "message"),
+    [
+        ("answers.txt", {}, "unsupported file type 'answers.txt'"),
+        ("answers", {}, "unsupported file type"),
+        ("answers.jsonl", {"on_error": "ignore"}, "on_error must be 'fail' or 'skip'"),
+        ("answers.jsonl", {"metrics": []}, "metrics must be a non-empty list"),
+        ("answers.jsonl", {"fields": {"answer": "x"}}, "unknown field 'answer'"),
+    ],
+)
+def test_bad_submissions_are_refused(
+    manager: JobManager, filename: str, options: dict[str, Any], message: str
+) -> None:
+    arguments: dict[str, Any] = {"metrics": METRICS, "on_error": "fail", **options}
+    with pytest.raises(ConfigError, match=message):
+        manager.submit_upload(filename, io.BytesIO(answers(2)), **arguments)
+    assert manager.queue_depth() == 0
+
+
+def test_field_mapping_is_applied(manager: JobManager) -> None:
+    body = b"".join(json.dumps({"id": f"q{i}", "output": f"text {i}"}).encode() + b"\n" for i in range(3))
+    job = manager.submit_upload(
+        "answers.jsonl",
+        io.BytesIO(body),
+        metrics=["toxicity"],
+        on_error="fail",
+        fields={"prediction": "output"},
+    )
+    info = wait_for(manager, job.id)
+    assert info.state == "succeeded", info.error
+    assert output_ids(manager.results_path(job.id)) == ["q0", "q1", "q2"]
+
+
+def test_jobs_persist_across_instances(tmp_path: Path, served: Served) -> None:
+    first = JobManager(tmp_path / "jobs", served, served.model_lock)
+    first.start()
+    job = first.submit_upload("answers.jsonl", io.BytesIO(answers(12)), metrics=METRICS, on_error="fail")
+    done = wait_for(first, job.id)
+    first.stop()
+
+    second = JobManager(tmp_path / "jobs", served, served.model_lock)
+    second.start()
+    try:
+        assert second.get(job.id) == done
+        assert output_ids(second.results_path(job.id)) == [f"r{i}" for i in range(12)]
+        assert second.get("0" * 32) is None
+        with pytest.raises(ConfigError, match="no job"):
+            second.results_path("0" * 32)
+    finally:
+        second.stop()
+
+
+def test_orphaned_upload_directories_are_removed_at_start(tmp_path: Path, served: Served) -> None:
+    jobs_dir = tmp_path / "jobs"
+    orphan = jobs_dir / ("a" * 32)
+    orphan.mkdir(parents=True)
+    (orphan / "input.jsonl.upload").write_bytes(b"half an upload")
+    (jobs_dir / "not-a-job").mkdir()
+    jobs = JobManager(jobs_dir, served, served.model_lock)
+    jobs.start()
+    jobs.stop()
+    assert not orphan.exists()
+    assert (jobs_dir / "not-a-job").exists()
+
+
+def test_submitting_before_start_is_an_error(tmp_path: Path, served: Served) -> None:
+    jobs = JobManager(tmp_path / "jobs", served, served.model_lock)
+    with pytest.raises(RuntimeError, match="start"):
+        jobs.submit_upload("a.jsonl", io.BytesIO(answers(1)), metrics=METRICS, on_error="fail")
+
+
+def test_a_bug_fails_one_job_and_the_worker_goes_on(manager: JobManager, served: Served) -> None:
+    scorer = served(METRICS)
+    assert isinstance(scorer, RecordingScorer)
+
+    def explode(call: int) -> None:
+        if call == 1:
+            raise RuntimeError("a bug in a metric")
+
+    scorer.hook = explode
+    broken = manager.submit_upload("a.jsonl", io.BytesIO(answers(5)), metrics=METRICS, on_error="fail")
+    fine = manager.submit_upload("b.jsonl", io.BytesIO(answers(5)), metrics=METRICS, on_error="fail")
+
+    failed = wait_for(manager, broken.id)
+    assert failed.state == "failed"
+    assert failed.error == "internal error while running the job (RuntimeError); see the server log"
+    assert wait_for(manager, fine.id).state == "succeeded"
