@@ -26,7 +26,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
+from evalsuite.cli_errors import USAGE_ERROR, err_console, exit_on_error, print_error
+from evalsuite.errors import ConfigError
 from evalsuite.generation.command import generate_command
 from evalsuite.service.command import serve_app
 from proxies.command import proxy_app
@@ -42,9 +43,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
 
-USAGE_ERROR = 2
 THRESHOLD_FAILED = 1
 
 
@@ -151,13 +150,11 @@ def score(
     With --engine ray the records are scored by a pool of Ray workers, each with its models loaded
     once; the output, resume, manifest and summary are the local engine's.
     """
-    from rich.markup import escape  # error messages hold brackets: pip install 'evalsuite[ray]'
-
     from evalsuite.api import Scorer
     from evalsuite.records import count_records, parse_field_mapping
     from metrics.base import load_metric
 
-    try:
+    with exit_on_error():
         thresholds = parse_thresholds(fail_under or [])
         fields = parse_field_mapping(field or [])
         if on_error not in ("fail", "skip"):
@@ -192,12 +189,6 @@ def score(
                 engine=run_engine,
             )
         scorer.close()
-    except (InputError, ConfigError, ResumeError, ModelUnavailableError) as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
-    except EvalsuiteError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
     elapsed = time.perf_counter() - started
     console.print(_summary_table(run.summary))
@@ -346,15 +337,12 @@ def nli_eval_command(
     from evalsuite.runtime.nli import NLI_LABELS
     from evalsuite.training.nli_eval import nli_report, read_nli_pairs
 
-    try:
+    with exit_on_error():
         pairs, labels = read_nli_pairs(source, limit)
         runtime = Runtime(device=device, batch_size=batch_size)
         started = time.perf_counter()
         probabilities = runtime.nli(model, pairs).numpy()
         report = nli_report(model, probabilities, labels, time.perf_counter() - started)
-    except (InputError, ConfigError, ModelUnavailableError) as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
     table = Table(title=f"{model} on {source.name}: {report.pairs} pairs", title_justify="left")
     for name in ("gold \\ predicted", *NLI_LABELS, "precision", "recall", "f1"):
         table.add_column(name, justify="left" if name.startswith("gold") else "right")
@@ -416,7 +404,7 @@ def compare_command(
             seed=seed,
         )
     except ConfigError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        print_error(error)
         raise typer.Exit(USAGE_ERROR) from None
 
     for line in comparison.warnings:
@@ -518,7 +506,7 @@ def dashboard_command(
         check_dependencies()
         files, problems = find_runs(paths)
     except (ConfigError, MissingDependencyError) as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        print_error(error)
         raise typer.Exit(USAGE_ERROR) from None
     for problem in problems:
         err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
@@ -533,7 +521,7 @@ def dashboard_command(
             ),
         )
     except ConfigError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        print_error(error)
         raise typer.Exit(USAGE_ERROR) from None
     if code:
         err_console.print(f"[bold red]error:[/] the dashboard server stopped with exit code {code}")

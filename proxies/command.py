@@ -11,8 +11,7 @@ Exit codes: 0 ok, 1 an unexpected failure, 2 a usage or input error (as ``evalsu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,17 +20,12 @@ import typer
 from rich.console import Console
 
 from evalsuite.checkpoint import json_encode_nested
+from evalsuite.cli_errors import exit_on_error
 from evalsuite.errors import (
     ConfigError,
-    EvalsuiteError,
-    InputError,
-    MissingDependencyError,
-    ModelUnavailableError,
 )
 
-USAGE_ERROR = 2
 console = Console()
-err_console = Console(stderr=True)
 
 proxy_app = typer.Typer(
     name="proxy",
@@ -53,18 +47,6 @@ VersusOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option(help="Device for embeddings: auto, cpu, cuda, cuda:N or mps.")]
-
-
-@contextmanager
-def _errors_to_exit_codes() -> Iterator[None]:
-    try:
-        yield
-    except (InputError, ConfigError, ModelUnavailableError, MissingDependencyError) as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
-    except EvalsuiteError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def parse_label_value(text: str) -> Any:
@@ -159,7 +141,7 @@ def fit_command(
     from proxies.labels import read_labels
     from proxies.predictor import MODEL_FAMILIES, JudgePredictor
 
-    with _errors_to_exit_codes():
+    with exit_on_error():
         text_fields = tuple(text_field) if text_field else ("prediction",)
         context_fields = tuple(context_field or ())
         config = FeatureConfig(
@@ -205,7 +187,7 @@ def predict_command(
     prediction set (or interval)."""
     from proxies.persistence import load_predictor
 
-    with _errors_to_exit_codes():
+    with exit_on_error():
         proxy = load_predictor(model)
         runtime = _runtime(device) if proxy.schema and proxy.schema.config.embeddings else None
         predictions = proxy.predict(results, versus=versus, runtime=runtime)
@@ -243,7 +225,7 @@ def cascade_command(
     """Decide which records still need the judge, given a budget or a target agreement."""
     from proxies.persistence import load_predictor
 
-    with _errors_to_exit_codes():
+    with exit_on_error():
         if (budget is None) == (target_agreement is None):
             raise ConfigError("give exactly one of --budget or --target-agreement")
         proxy = load_predictor(model)

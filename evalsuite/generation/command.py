@@ -23,11 +23,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ModelUnavailableError, ResumeError
+from evalsuite.cli_errors import err_console, exit_on_error
+from evalsuite.errors import ConfigError
 
-USAGE_ERROR = 2
 console = Console()
-err_console = Console(stderr=True)
 
 
 def _default_output(source: Path) -> Path:
@@ -103,7 +102,7 @@ def generate_command(
     from evalsuite.generation.speculative import GenerationOptions, GenerationStats
     from evalsuite.records import parse_field_mapping
 
-    try:
+    with exit_on_error():
         fields = parse_field_mapping(field or [])
         if set(fields) - {"prompt"}:
             raise ConfigError(f"--field maps only the prompt here (prompt=COLUMN), got {sorted(fields)}")
@@ -152,12 +151,6 @@ def generate_command(
                 overwrite=overwrite,
                 progress=advance,
             )
-    except (InputError, ConfigError, ResumeError, ModelUnavailableError) as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
-    except EvalsuiteError as error:
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
     stats = run.stats
     rate = stats.acceptance_rate

@@ -15,22 +15,14 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 
-from evalsuite.errors import (
-    ConfigError,
-    EvalsuiteError,
-    InputError,
-    MissingDependencyError,
-    ModelUnavailableError,
-)
+from evalsuite.cli_errors import err_console, exit_on_error
+from evalsuite.errors import ConfigError
 from evalsuite.service.settings import DEFAULT_METRICS, ServiceSettings
 
 __all__ = ["keys_app", "serve_app"]
 
-USAGE_ERROR = 2
-err_console = Console(stderr=True)
 
 serve_app = typer.Typer(
     name="serve",
@@ -93,7 +85,7 @@ def serve_command(
         return
     from evalsuite.service import check_dependencies
 
-    try:
+    with exit_on_error():
         check_dependencies()
         options: dict[str, object] = {
             "host": host,
@@ -115,12 +107,6 @@ def serve_command(
         from evalsuite.service.app import create_app
 
         app = create_app(settings)
-    except (ConfigError, InputError, MissingDependencyError, ModelUnavailableError) as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
-    except EvalsuiteError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), server_header=False)
@@ -134,11 +120,8 @@ def add_key_command(
     """Create an API key: prints it once on stdout and stores only its SHA-256 hash in FILE."""
     from evalsuite.service.auth import add_api_key
 
-    try:
+    with exit_on_error():
         key = add_api_key(file, name=name)
-    except ConfigError as error:
-        err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(USAGE_ERROR) from None
     typer.echo(key)
     err_console.print(
         f"Added key {escape(name)!r} to {escape(str(file))}. It is shown only now: give it to its user.",

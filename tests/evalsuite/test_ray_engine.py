@@ -269,5 +269,5 @@ def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
     code, output = cli(
         "score", str(EXAMPLE), "-m", "pii", "-o", str(tmp_path / "o.parquet"), "--engine", "ray"
     )
-    assert code == 1
+    assert code == 2  # a usage error: install the extra
     assert "evalsuite[ray]" in output
