@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a threshold failed (or an unexpected failure), 2 a usage or 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -131,7 +132,7 @@ def score(
         str | None,
         typer.Option(
             help="--engine ray: the cluster to join: auto (this machine's: `ray start --head`, a KubeRay "
-            "pod) or ray://HOST:10001. Default: a local Ray started for this run."
+            "pod) or ray://HOST:10001. Default: $RAY_ADDRESS, else a local Ray started for this run."
         ),
     ] = None,
     workers: Annotated[
@@ -230,7 +231,9 @@ def _score_engine(
         raise ConfigError(f"--engine must be 'local' or 'ray', got {engine!r}")
     from evalsuite.distributed import RayEngine
 
-    return RayEngine(address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker)
+    # Ray's own convention: a KubeRay RayJob or `ray job submit` sets RAY_ADDRESS for its entrypoint.
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    return RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
 
 
 class _RateColumn(ProgressColumn):

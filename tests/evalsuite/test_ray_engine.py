@@ -271,3 +271,16 @@ def test_missing_ray_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     assert code == 2  # a usage error: install the extra
     assert "evalsuite[ray]" in output
+
+
+def test_ray_address_defaults_to_the_ray_address_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalsuite.cli import _score_engine
+
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")  # what a KubeRay RayJob entrypoint sees
+    engine = _score_engine("ray", None, None, 0.0)
+    assert isinstance(engine, RayEngine)
+    assert engine.address == "ray://head:10001"
+    explicit = _score_engine("ray", "auto", None, 0.0)
+    assert isinstance(explicit, RayEngine)
+    assert explicit.address == "auto"
+    assert _score_engine("local", None, None, 0.0) is None  # the variable never turns Ray on
