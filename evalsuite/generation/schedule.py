@@ -39,8 +39,9 @@ class PassCosts:
 
     ``relative(rows, width)`` is a pass over ``width`` draft columns in units of a one-token pass
     over the same rows: measured where that width has been timed (an exponential moving average),
-    ``1 + width·verify_cost`` where it has not. Measured widths are scaled through the narrowest
-    measured one, so a table without a one-token measurement still compares widths by real time.
+    ``1 + width·verify_cost`` where it has not (but never less than a narrower width measured).
+    Measured widths are scaled through the narrowest measured one, so a table without a one-token
+    measurement still compares widths by real time.
 
     >>> costs = PassCosts(verify_cost=0.15)
     >>> costs.record(rows=1, width=0, seconds=0.040)
@@ -69,11 +70,15 @@ class PassCosts:
 
     def relative(self, rows: int, width: int) -> float:
         table = self._seconds.get(rows)
-        if not table or width not in table:
+        if not table:
             return self.prior(width)
         anchor = min(table)
         one_token = table[anchor] / self.prior(anchor)
-        return table[width] / one_token
+        if width in table:
+            return table[width] / one_token
+        # A wider pass never costs less than a narrower one: no exploring widths known to be dearer.
+        narrower = [seconds / one_token for measured, seconds in table.items() if measured < width]
+        return max([self.prior(width), *narrower])
 
 
 def expected_tokens(rate: float, proposed: int) -> float:

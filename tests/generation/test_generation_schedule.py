@@ -83,3 +83,11 @@ def test_negative_costs_are_refused() -> None:
         PassCosts(verify_cost=-0.1)
     with pytest.raises(ConfigError, match="draft_cost"):
         DraftLengthController(maximum=4, draft_cost=-1.0)
+
+
+def test_an_untried_width_costs_at_least_a_narrower_measured_one() -> None:
+    costs = PassCosts(verify_cost=0.1, smoothing=1.0)
+    costs.record(rows=8, width=0, seconds=0.100)
+    costs.record(rows=8, width=1, seconds=0.135)  # 1.35, far above the prior's 1.1
+    assert costs.relative(8, 2) == pytest.approx(1.35)  # not the prior's 1.2
+    assert costs.relative(8, 6) == pytest.approx(1.6)  # the prior, once it is the dearer
