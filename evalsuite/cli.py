@@ -27,7 +27,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from evalsuite.cli_errors import USAGE_ERROR, err_console, exit_on_error, print_error
+from evalsuite.cli_common import (
+    USAGE_ERROR,
+    DeviceOption,
+    DtypeOption,
+    OverwriteOption,
+    err_console,
+    exit_on_error,
+    print_error,
+)
 from evalsuite.errors import ConfigError
 from evalsuite.generation.command import generate_command
 from evalsuite.service.command import serve_app
@@ -105,8 +113,8 @@ def score(
         list[str] | None,
         typer.Option("--field", help="Map a canonical field to a column: prediction=output."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Most texts per model forward pass.")] = 64,
     chunk_size: Annotated[
         int, typer.Option(help="Records per checkpointed chunk (--engine ray: most records per worker call).")
@@ -120,9 +128,7 @@ def score(
     on_error: Annotated[
         str, typer.Option(help="fail: stop at the first bad record; skip: log it and go on.")
     ] = "fail",
-    overwrite: Annotated[
-        bool, typer.Option(help="Start afresh instead of resuming a partial output.")
-    ] = False,
+    overwrite: OverwriteOption = False,
     cache: Annotated[bool, typer.Option(help="Reuse scores cached from earlier runs.")] = True,
     cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
     engine: Annotated[
@@ -328,7 +334,7 @@ def list_models_command() -> None:
 def nli_eval_command(
     source: Annotated[Path, typer.Argument(help='JSON lines of {"premise", "hypothesis", "label"}.')],
     model: Annotated[str, typer.Option(help="NLI preset, local path or hub id.")] = "nli-minilm",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Most pairs per forward pass.")] = 64,
     limit: Annotated[int | None, typer.Option(help="Only the first N pairs.")] = None,
     json_out: Annotated[

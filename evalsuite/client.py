@@ -131,14 +131,13 @@ class Client:
         """
         if (path_or_file is None) == (server_path is None):
             raise ConfigError("submit_job needs exactly one of a local file or server_path=")
-        if server_path is not None:
+        if path_or_file is None:
             body: dict[str, Any] = {"path": server_path, "on_error": on_error}
             if metrics is not None:
                 body["metrics"] = list(metrics)
             if fields is not None:
                 body["fields"] = dict(fields)
             return self._json("POST", "/v1/jobs", json=body, idempotent=False)
-        assert path_or_file is not None
         form: dict[str, str] = {"on_error": on_error}
         if metrics is not None:
             form["metrics"] = ",".join(metrics)

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 
 from evalsuite.checkpoint import json_encode_nested
-from evalsuite.cli_errors import exit_on_error
+from evalsuite.cli_common import exit_on_error
 from evalsuite.errors import (
     ConfigError,
 )

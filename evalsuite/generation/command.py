@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from evalsuite.cli_errors import err_console, exit_on_error
+from evalsuite.cli_common import DeviceOption, DtypeOption, OverwriteOption, err_console, exit_on_error
 from evalsuite.errors import ConfigError
 
 console = Console()
@@ -89,12 +89,10 @@ def generate_command(
         list[str] | None,
         typer.Option("--field", help="Map the prompt field to a column: prompt=question."),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     chunk_size: Annotated[int, typer.Option(help="Records per checkpointed chunk.")] = 256,
-    overwrite: Annotated[
-        bool, typer.Option(help="Start afresh instead of resuming a partial output.")
-    ] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Generate answers and samples for each prompt, with speculative decoding; write records `score` reads."""
     from evalsuite.generation.generator import TextGenerator

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Request, Response, Security
@@ -466,14 +466,14 @@ def _add_exception_handlers(app: FastAPI) -> None:
         return respond(request, _evalsuite_error(error))
 
     async def on_http_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, HTTPException)
-        code = _STATUS_CODES.get(error.status_code, "http_error")
-        message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
-        return respond(request, ApiError(error.status_code, code, message, headers=error.headers))
+        http_error = cast(HTTPException, error)  # registered for HTTPException only
+        code = _STATUS_CODES.get(http_error.status_code, "http_error")
+        message = http_error.detail if isinstance(http_error.detail, str) else code.replace("_", " ")
+        return respond(request, ApiError(http_error.status_code, code, message, headers=http_error.headers))
 
     async def on_validation_error(request: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, RequestValidationError)
-        return respond(request, _validation_error(error))
+        # Registered for RequestValidationError only.
+        return respond(request, _validation_error(cast(RequestValidationError, error)))
 
     async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
         incident = uuid.uuid4().hex[:12]

@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from evalsuite.cli_errors import err_console, exit_on_error
+from evalsuite.cli_common import DeviceOption, DtypeOption, err_console, exit_on_error
 from evalsuite.errors import ConfigError
 from evalsuite.service.settings import DEFAULT_METRICS, ServiceSettings
 
@@ -74,8 +74,8 @@ def serve_command(
         int,
         typer.Option(help="Most records in one merged model batch (1: no merging, one request at a time)."),
     ] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
     cache: Annotated[bool, typer.Option(help="Reuse and store scores in the score cache.")] = True,
     cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",

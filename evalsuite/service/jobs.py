@@ -339,7 +339,10 @@ class JobManager:
             )
         self._wakeup.set()
         info = self.get(job_id)
-        assert info is not None  # just committed
+        if info is None:  # the row was committed just above: only a broken database gets here
+            raise RuntimeError(
+                f"job {job_id} was committed but cannot be read back from {self.directory / DATABASE_NAME}"
+            )
         return info
 
     # -- reading --------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""How every ``evalsuite`` command reports a failure: one line on stderr and an exit code.
+"""What every ``evalsuite`` command shares: its common options, and how it reports a failure.
 
-Exit codes: 2 a usage or input error (bad option, bad record, a model or extra to install), 1 any
+A failure is one line on stderr and an exit code. Exit codes: 2 a usage or input error (bad option, bad record, a model or extra to install), 1 any
 other evalsuite failure (or a failed threshold, set by the command itself).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -28,6 +29,10 @@ FAILURE = 1
 USAGE_ERRORS = (ConfigError, InputError, ResumeError, ModelUnavailableError, MissingDependencyError)
 
 err_console = Console(stderr=True)
+
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+DtypeOption = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
+OverwriteOption = Annotated[bool, typer.Option(help="Start afresh instead of resuming a partial output.")]
 
 
 def print_error(error: BaseException | str) -> None:
