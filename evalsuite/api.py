@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import polars as pl
 
 from evalsuite.cache import ScoreCache
-from evalsuite.checkpoint import ChunkedWriter
+from evalsuite.checkpoint import ChunkedWriter, table_from_rows, warn_json_text
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.records import (
     CANONICAL_FIELDS,
@@ -252,29 +252,43 @@ class Scorer:
             "fields": dict(fields or {}),
             "on_error": on_error,
         }
-        writer = ChunkedWriter(out, fingerprint=fingerprint, chunk_size=self.chunk_size, overwrite=overwrite)
-        if progress and writer.records_done:
-            progress(writer.records_done)
-        engine_facts = (engine or LocalEngine()).write_chunks(
-            self, Path(source), writer, fields=fields, on_error=on_error, progress=progress
-        )
-        output, errors_file = writer.finalize()
-        scores = _read_scores(output, self.score_columns)
-        error_count = _count_lines(errors_file)
-        summary = summarize(scores, self.score_columns, errors=error_count)
-        manifest = self.manifest(
-            {
-                "path": str(source),
-                "sha256": input_sha,
-                "records": scores.height + error_count,
-                "errors": error_count,
-            },
-            fields=fields,
-            started=started,
-        )
-        manifest.update(engine_facts)
-        manifest.update(score_columns=self.score_columns, summary=summary.to_dicts(), output=str(output))
-        manifest_file = write_manifest(manifest_path(output), manifest)
+        with ChunkedWriter(
+            out,
+            fingerprint=fingerprint,
+            chunk_size=self.chunk_size,
+            overwrite=overwrite,
+            inputs=[source],
+            manifest=manifest_path(out),
+        ) as writer:
+            if progress and writer.records_done:
+                progress(writer.records_done)
+            engine_facts = (engine or LocalEngine()).write_chunks(
+                self, Path(source), writer, fields=fields, on_error=on_error, progress=progress
+            )
+            output, errors_file = writer.finalize()
+            scores = _read_scores(output, self.score_columns)
+            error_count = _count_lines(errors_file)
+            summary = summarize(scores, self.score_columns, errors=error_count)
+            manifest = self.manifest(
+                {
+                    "path": str(source),
+                    "sha256": input_sha,
+                    "records": scores.height + error_count,
+                    "errors": error_count,
+                },
+                fields=fields,
+                started=started,
+            )
+            manifest.update(engine_facts)
+            manifest.update(
+                score_columns=self.score_columns,
+                summary=summary.to_dicts(),
+                output=str(output),
+                errors_file=None if errors_file is None else str(errors_file),
+                json_text_columns=writer.json_columns,
+            )
+            # Written before the checkpoint goes: a run killed in between writes it when run again.
+            manifest_file = write_manifest(manifest_path(output), manifest)
         results = Results(
             scores,
             score_columns=self.score_columns,
@@ -298,9 +312,12 @@ class Scorer:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         valid: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
+        written = {*self.score_columns, *self.detail_columns}
         for raw in chunk:
             try:
-                valid.append(validate_record(raw, self.required_fields))
+                record = validate_record(raw, self.required_fields)
+                _refuse_output_columns(raw, record, written)
+                valid.append(record)
             except InputError as error:
                 if on_error == "fail":
                     raise
@@ -327,19 +344,45 @@ class Scorer:
         ]
 
     def results_table(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
-        """The output table of scored rows: canonical fields, metadata, scores (Float64), details."""
+        """The output table of scored rows: canonical fields, metadata, scores (Float64), details.
+
+        A metadata column whose values have no one type is stored as JSON text, with a warning.
+        """
+        table, json_columns = self.chunk_table(rows)
+        warn_json_text(json_columns)
+        return table
+
+    def commit_chunk(
+        self,
+        writer: ChunkedWriter,
+        chunk_index: int,
+        rows: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+    ) -> None:
+        """Commit one chunk's scored rows (from :meth:`score_chunk`) and error rows with ``writer``."""
+        table, json_columns = self.chunk_table(rows)
+        writer.write_chunk(chunk_index, table, errors, json_columns=json_columns)
+
+    def chunk_table(self, rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, list[str]]:
+        """:meth:`results_table` of one chunk, and the columns in it written as JSON text.
+
+        No warning here: whether a column has one type is only known over the whole run, which
+        :class:`ChunkedWriter` checks when it joins the chunks.
+        """
         if not rows:
-            return pl.DataFrame(
+            empty = pl.DataFrame(
                 schema=dict.fromkeys(["id", *self.score_columns], pl.Float64) | {"id": pl.String}
             )
-        table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
+            return empty, []
+        table, json_columns = table_from_rows(rows)
         canonical = [name for name in CANONICAL_FIELDS if name in table.columns]
         scores = [column for column in self.score_columns if column in table.columns]
         details = [column for column in self.detail_columns if column in table.columns]
         metadata = [column for column in table.columns if column not in {*canonical, *scores, *details}]
-        return table.select(
+        table = table.select(
             *canonical, *metadata, *[pl.col(column).cast(pl.Float64) for column in scores], *details
         )
+        return table, json_columns
 
     def manifest(
         self, input_info: Mapping[str, Any], *, fields: Mapping[str, str] | None, started: float
@@ -435,7 +478,7 @@ class LocalEngine:
         chunks = iter_chunks(source, fields=fields, chunk_size=writer.chunk_size, skip=writer.records_done)
         for chunk_index, chunk in enumerate(chunks, start=writer.completed_chunks):
             rows, errors = scorer.score_chunk(chunk, on_error)
-            writer.write_chunk(chunk_index, scorer.results_table(rows), errors)
+            scorer.commit_chunk(writer, chunk_index, rows, errors)
             if progress:
                 progress(len(chunk))
         return {"engine": {"name": "local"}}
@@ -458,6 +501,18 @@ def score(
     """
     with Scorer(metrics, device=device, dtype=dtype, batch_size=batch_size, cache=cache) as scorer:
         return scorer.score(records, fields=fields, on_error=on_error)
+
+
+def _refuse_output_columns(raw: RawRecord, record: Mapping[str, Any], written: set[str]) -> None:
+    """An input field named like a column the run writes would be silently replaced by the score."""
+    clash = sorted(written.intersection(record))
+    if clash:
+        raise InputError(
+            f"field {clash[0]!r} has the name of a column this run writes, so its value would be lost; "
+            "rename it in the input (or leave it out)",
+            location=raw.location,
+            field=clash[0],
+        )
 
 
 def _check_on_error(on_error: str) -> None:

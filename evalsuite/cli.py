@@ -1,6 +1,7 @@
 """The ``evalsuite`` command line: score files, list metrics and models.
 
-Exit codes: 0 ok, 1 a threshold failed (or an unexpected failure), 2 a usage or input error.
+Exit codes: 0 ok, 1 a threshold failed, 2 a usage or input error, 3 an unexpected failure (see
+:mod:`evalsuite.cli_common`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from rich.table import Table
 from rich.text import Text
 
 from evalsuite.cli_common import (
+    THRESHOLD_FAILED,
     USAGE_ERROR,
     DeviceOption,
     DtypeOption,
+    EvalsuiteGroup,
     OverwriteOption,
     err_console,
     exit_on_error,
@@ -50,10 +53,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=EvalsuiteGroup,
 )
 console = Console()
-
-THRESHOLD_FAILED = 1
 
 
 def parse_metric_spec(spec: str) -> tuple[str, dict[str, Any]]:

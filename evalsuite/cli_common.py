@@ -1,32 +1,54 @@
 """What every ``evalsuite`` command shares: its common options, and how it reports a failure.
 
-A failure is one line on stderr and an exit code. Exit codes: 2 a usage or input error (bad option, bad record, a model or extra to install), 1 any
-other evalsuite failure (or a failed threshold, set by the command itself).
+A failure is one line on stderr and an exit code:
+
+- 0 ok;
+- 1 a quality gate failed (``--fail-under``, ``--fail-if-worse``: set by the command itself);
+- 2 a usage or input error: a bad option or record, a model or extra to install — what the user
+  can fix by changing the command, the input or the installation;
+- 3 an unexpected failure (a bug, or the machine: a full disk): the line says what failed and where
+  the full traceback was written, so CI can tell a crash from a quality regression.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from evalsuite.errors import (
     ConfigError,
-    EvalsuiteError,
     InputError,
     MissingDependencyError,
     ModelUnavailableError,
     ResumeError,
+    ThresholdError,
 )
 
+THRESHOLD_FAILED = 1
 USAGE_ERROR = 2
-FAILURE = 1
+UNEXPECTED_FAILURE = 3
 # What the user can fix by changing the command, the input or the installation.
 USAGE_ERRORS = (ConfigError, InputError, ResumeError, ModelUnavailableError, MissingDependencyError)
+# Where crash reports go (default: the user log directory).
+LOG_DIR_ENV = "EVALSUITE_LOG_DIR"
+# Typer's own control flow: exits, aborts and usage errors (a missing argument). Typer ships its own
+# copy of click, so its ClickException is found through a public subclass rather than imported.
+_CLICK_EXCEPTION: type[Exception] = next(
+    cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"
+)
+_COMMAND_FLOW: tuple[type[Exception], ...] = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
 
 err_console = Console(stderr=True)
 
@@ -42,12 +64,63 @@ def print_error(error: BaseException | str) -> None:
 
 @contextmanager
 def exit_on_error() -> Iterator[None]:
-    """Turn evalsuite errors raised inside into a printed message and the matching exit code."""
+    """Turn errors raised inside into a printed line and the matching exit code (see the module doc)."""
     try:
         yield
+    except _COMMAND_FLOW:
+        raise  # the command chose its exit already (click's own usage errors exit 2)
     except USAGE_ERRORS as error:
         print_error(error)
         raise typer.Exit(USAGE_ERROR) from None
-    except EvalsuiteError as error:
+    except ThresholdError as error:
         print_error(error)
-        raise typer.Exit(FAILURE) from None
+        raise typer.Exit(THRESHOLD_FAILED) from None
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        report = write_crash_report(error)
+        where = f"the full traceback is in {report}" if report else "the traceback could not be written"
+        print_error(f"unexpected failure: {type(error).__name__}: {error} ({where})")
+        raise typer.Exit(UNEXPECTED_FAILURE) from None
+
+
+def write_crash_report(error: BaseException) -> Path | None:
+    """Write ``error``'s traceback to a new file in the log directory; ``None`` when nothing is writable."""
+    import platformdirs
+
+    text = "".join(traceback.format_exception(error))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    folders = [os.environ.get(LOG_DIR_ENV) or platformdirs.user_log_dir("evalsuite"), tempfile.gettempdir()]
+    for folder in folders:
+        try:
+            path = Path(folder).expanduser()
+            path.mkdir(parents=True, exist_ok=True)
+            report = path / name
+            report.write_text(text, encoding="utf-8", errors="backslashreplace")
+        except OSError:
+            continue
+        return report
+    return None
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show the warnings a command raises (a damaged cache, a column stored as JSON text) as one
+    ``warning:`` line each, not as Python's two-line source listing."""
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        for category in (UserWarning, RuntimeWarning):
+            warnings.simplefilter("default", category)
+        warnings.showwarning = show
+        yield
+
+
+class EvalsuiteGroup(TyperGroup):
+    """The command group of every ``evalsuite`` Typer app: any command's failure goes through
+    :func:`exit_on_error`, so no traceback ever reaches the terminal and the exit code says what kind
+    of failure it was; warnings are printed as lines."""
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context, of the copy Typer ships
+        with exit_on_error(), warnings_as_lines():
+            return super().invoke(ctx)

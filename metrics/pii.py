@@ -29,19 +29,32 @@ upper case only, and unspaced IBANs glued to more letters or digits are missed; 
 dashes (nine bare digits are far more often something else); a card number directly followed by
 more digit groups may absorb them when the longer number also validates; any valid IP counts,
 private and loopback ones included, and so do version strings shaped like ``1.2.3.4``; digit
-strings that happen to be valid phone numbers (an order number ``2025550143``) count as phones.
+strings that happen to be valid phone numbers (an order number ``2025550143``) count as phones;
+phonenumbers gives up on a text after 65,535 rejected phone candidates (its ``max_tries``), so in
+a text with that many digit strings (hundreds of kilobytes of them) later phone numbers are missed.
+
+Cost: the finders take time linear in the text and resolving overlaps O(n log n) in the number of
+candidates, so a 5 MB text takes seconds, or tens of seconds when packed with phone numbers (which
+phonenumbers parses one by one). One exception lies inside phonenumbers: it copies the rest of the
+text for each candidate shaped like a date and hour (``2012-01-02 08``), up to its 65,535 tries, so
+5 MB packed with those takes about 20 s.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import itertools
+import math
+import operator
 import re
 import string
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import phonenumbers
-from stdnum import iban, luhn
+from stdnum import iban, luhn, numdb
 from stdnum.us import ssn
 
 from evalsuite.errors import ConfigError
@@ -88,13 +101,13 @@ CARD_NETWORKS: tuple[tuple[str, tuple[tuple[str, str], ...], frozenset[int]], ..
     ),
 )
 CARD_LENGTHS = range(13, 20)
-_CARD_FIRST_DIGITS = frozenset(
-    str(digit)
-    for _, prefixes, _ in CARD_NETWORKS
-    for low, high in prefixes
-    for digit in range(int(low[0]), int(high[0]) + 1)
-)
+# ASCII digits to their share of a Luhn sum, as is and doubled (2d, less 9 above 9).
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
 IBAN_LENGTHS = range(15, 35)  # Norway's 15 to the standard's maximum of 34
+_IBAN_REGISTRY = numdb.get("iban")  # the country table iban.is_valid checks against
+# For the IBAN mod 97 check digits count as themselves and letters as 10 (A) to 35 (Z).
+_IBAN_CHAR_VALUES = {char: str(int(char, 36)) for char in string.digits + string.ascii_uppercase}
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _EMAIL = re.compile(
@@ -105,7 +118,7 @@ _EMAIL = re.compile(
 _DIGIT_RUN = re.compile(r"(?<![\w.])\d+(?:[ -]\d+)*(?!\w|[.,]\d)")
 _DIGITS = re.compile(r"\d+")
 _SEPARATORS = re.compile(r"[ -]")
-_IBAN_RUN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,}")
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}")  # country code and check digits
 _SSN = re.compile(r"(?<![\w-])\d{3}-\d{2}-\d{4}(?![\w-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 # Possessive: a long run of hex digits and colons must not backtrack.
@@ -178,12 +191,18 @@ def find_credit_cards(text: str) -> list[Span]:
     """
     spans: list[Span] = []
     for run in _DIGIT_RUN.finditer(text):
+        digits = _SEPARATORS.sub("", run[0])
+        if len(digits) < min(CARD_LENGTHS):
+            continue  # most runs (years, amounts, phone numbers) are too short to hold a card
         groups = [
             (run.start() + group.start(), run.start() + group.end()) for group in _DIGITS.finditer(run[0])
         ]
+        # counts[i]: digits in the groups before group i, so groups i..j-1 hold counts[j] - counts[i].
+        counts = list(itertools.accumulate((end - start for start, end in groups), initial=0))
+        luhn_slices = _LuhnSlices(digits)
         first = 0
         while first < len(groups):
-            last = _longest_card_window(text, groups, first)
+            last = _longest_card_window(digits, counts, first, luhn_slices)
             if last is not None:
                 spans.append(_span("credit_card", groups[first][0], groups[last][1], text))
                 first = last
@@ -199,17 +218,13 @@ def find_ibans(text: str) -> list[Span]:
     """
     spans: list[Span] = []
     position = 0
-    while run := _IBAN_RUN.search(text, position):
-        position = run.start() + 1  # no IBAN here: one may still start inside this run
-        ends = [run.start() + i for i, char in enumerate(run[0]) if char == " "] + [run.end()]
-        for end in reversed(ends):
-            if end < len(text) and text[end].isalnum():
-                continue
-            candidate = text[run.start() : end]
-            if len(candidate.replace(" ", "")) in IBAN_LENGTHS and iban.is_valid(candidate):
-                spans.append(_span("iban", run.start(), end, text))
-                position = end
-                break
+    while start := _IBAN_START.search(text, position):
+        end = _iban_end(text, start.start())
+        if end is None:
+            position = start.end()  # nor can one start inside these four characters
+        else:
+            spans.append(_span("iban", start.start(), end, text))
+            position = end
     return spans
 
 
@@ -247,11 +262,46 @@ def resolve_overlaps(spans: Iterable[Span]) -> list[Span]:
     ... ])
     [{'type': 'email', 'start': 0, 'end': 22, 'text': '2025550143@example.com'}]
     """
+    ordered = sorted(spans, key=lambda s: (_PRECEDENCE[s["type"]], s["start"] - s["end"], s["start"]))
+    starts = sorted({span["start"] for span in ordered})
+    # Two spans overlap when each starts before the other ends, so a candidate clashes with a kept
+    # span iff the kept spans starting before the candidate's end reach past its start: one
+    # prefix-maximum query instead of a comparison with every kept span.
+    kept_ends = _PrefixMax(len(starts))
     kept: list[Span] = []
-    for span in sorted(spans, key=lambda s: (_PRECEDENCE[s["type"]], s["start"] - s["end"], s["start"])):
-        if all(span["end"] <= other["start"] or other["end"] <= span["start"] for other in kept):
+    for span in ordered:
+        if kept_ends.below(bisect_left(starts, span["end"])) <= span["start"]:
             kept.append(span)
+            kept_ends.raise_to(bisect_left(starts, span["start"]), span["end"])
     return sorted(kept, key=lambda s: s["start"])
+
+
+class _PrefixMax:
+    """The largest value put at each of ``size`` indices, queried for all indices below a bound.
+
+    A Fenwick (binary indexed) tree: both operations take O(log size) steps, so resolving n
+    spans takes O(n log n) rather than comparing every pair.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._tree = [-math.inf] * (size + 1)  # 1-based; -inf: nothing put yet
+
+    def raise_to(self, index: int, value: float) -> None:
+        """Make the value at ``index`` at least ``value``."""
+        tree, node = self._tree, index + 1
+        while node < len(tree):
+            if tree[node] < value:
+                tree[node] = value
+            node += node & -node
+
+    def below(self, bound: int) -> float:
+        """The largest value at indices ``0 .. bound - 1`` (-inf when none was put)."""
+        tree, node, best = self._tree, bound, -math.inf
+        while node > 0:
+            if tree[node] > best:
+                best = tree[node]
+            node &= node - 1  # drop the lowest set bit: the next node covering earlier indices
+        return best
 
 
 def find_pii(text: str, *, types: Iterable[str] = PII_TYPES, region: str | None = "US") -> list[Span]:
@@ -298,23 +348,127 @@ def _span(pii_type: str, start: int, end: int, text: str) -> Span:
     return {"type": pii_type, "start": start, "end": end, "text": text[start:end]}
 
 
-def _longest_card_window(text: str, groups: Sequence[tuple[int, int]], first: int) -> int | None:
-    """The last group of the longest valid card starting at group ``first``, or None."""
-    if text[groups[first][0]] not in _CARD_FIRST_DIGITS:
-        return None
-    # Only windows of 13-19 digits can be cards, so a long run of groups costs linear time.
-    lengths: list[int] = []
-    for start, end in groups[first:]:
-        total = (lengths[-1] if lengths else 0) + end - start
-        if total > max(CARD_LENGTHS):
-            break
-        lengths.append(total)
-    for last in range(first + len(lengths) - 1, first - 1, -1):
-        if lengths[last - first] < min(CARD_LENGTHS):
-            break
-        if is_credit_card(_SEPARATORS.sub("", text[groups[first][0] : groups[last][1]])):
-            return last
+def _longest_card_window(
+    digits: str, counts: Sequence[int], first: int, luhn_slices: _LuhnSlices
+) -> int | None:
+    """The last group of the longest valid card starting at group ``first``, or None.
+
+    ``digits`` are the run's digits without separators, ``counts`` the running digit counts per
+    group and ``luhn_slices`` checks slices of ``digits`` (see :func:`find_credit_cards`).
+    """
+    offset = counts[first]
+    lengths = _card_lengths(digits[offset : offset + 4])
+    if not lengths:
+        return None  # no network issues numbers starting with these digits
+    # Only windows of 13-19 digits can be cards: bisecting the running counts finds them without
+    # walking (or copying) the rest of a long run of groups.
+    shortest = bisect_left(counts, offset + min(CARD_LENGTHS), first)
+    longest = bisect_right(counts, offset + max(CARD_LENGTHS), first) - 1
+    for stop in range(longest, shortest - 1, -1):
+        # Exact cheap checks first, so is_credit_card, which decides, sees few windows of a long run.
+        length = counts[stop] - offset
+        if (
+            length in lengths
+            and luhn_slices.passes(offset, counts[stop])
+            and is_credit_card(digits[offset : offset + length])
+        ):
+            return stop - 1
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _card_lengths(prefix: str) -> frozenset[int]:
+    """The lengths of the cards that networks issue with numbers starting with ``prefix`` (4 digits).
+
+    A number of any other length has no :func:`card_network`: a check that costs one lookup.
+    """
+    matching = (
+        lengths
+        for _, prefixes, lengths in CARD_NETWORKS
+        if any(low <= prefix[: len(low)] <= high for low, high in prefixes)
+    )
+    return frozenset().union(*matching)
+
+
+class _LuhnSlices:
+    """Luhn checks of slices of one string of digits: O(1) each after O(n) set-up on first use.
+
+    python-stdnum refuses digits other than ASCII, so with them every slice passes and
+    :func:`is_credit_card` decides.
+    """
+
+    def __init__(self, digits: str) -> None:
+        self._digits = digits
+        self._sums: list[bytes] | None = None  # built on first use: most runs need no check
+
+    def passes(self, start: int, stop: int) -> bool:
+        """Whether ``digits[start:stop]`` passes the Luhn check (or holds digits other than ASCII)."""
+        if self._sums is None:
+            self._sums = self._prefix_sums()
+        if not self._sums:
+            return True
+        sums = self._sums[stop % 2]
+        return sums[stop] == sums[start]
+
+    def _prefix_sums(self) -> list[bytes]:
+        if not self._digits.isascii():
+            return []
+        # A slice ending at ``stop`` doubles every second digit leftwards from its last but one:
+        # the indices of stop's parity. sums[parity][k] is the Luhn sum, mod 10, of digits[:k] with
+        # that parity doubled; built by C-level iterators and kept as bytes, so a 5 MB run is cheap.
+        plain = self._digits.encode().translate(_DIGIT_VALUES)
+        doubled = self._digits.encode().translate(_DOUBLED_DIGIT_VALUES)
+        sums = []
+        for parity in (0, 1):
+            shares = bytearray(plain)
+            shares[parity::2] = doubled[parity::2]
+            running = itertools.accumulate(shares, initial=0)
+            sums.append(bytes(map(operator.mod, running, itertools.repeat(10))))
+        return sums
+
+
+@functools.cache  # 676 country codes at most
+def _iban_length(country: str) -> int | None:
+    """The length of ``country``'s IBANs in python-stdnum's registry; None when it has none we count.
+
+    The registry gives each country's BBAN format as fixed-length fields (``4!a6!n8!n``) after the
+    country code and check digits; :func:`iban.is_valid` refuses any other length.
+    """
+    fields = _IBAN_REGISTRY.info(country)[0][1]
+    if not fields:
+        return None
+    length = 4 + sum(int(count) for count in re.findall(r"\d+", fields.get("bban", "")))
+    return length if length in IBAN_LENGTHS else None
+
+
+def _iban_end(text: str, start: int) -> int | None:
+    """Where the IBAN that starts at ``start`` ends, or None.
+
+    A country's IBANs all have one length, so there is one candidate: that many letters and digits,
+    which must end where a group does.
+    """
+    length = _iban_length(text[start : start + 2])
+    if length is None:
+        return None
+    candidate = _iban_groups(length).match(text, start)
+    if candidate is None or (candidate.end() < len(text) and text[candidate.end()].isalnum()):
+        return None
+    # mod 97 first: exact, and cheap next to iban.is_valid, which a long run of letter-digit groups
+    # would otherwise call for minutes.
+    if _passes_mod97(candidate[0].replace(" ", "")) and iban.is_valid(candidate[0]):
+        return candidate.end()
+    return None
+
+
+@functools.cache  # one per IBAN length
+def _iban_groups(length: int) -> re.Pattern[str]:
+    """``length`` letters and digits, in groups split by single spaces."""
+    return re.compile(rf"[A-Z0-9](?: ?[A-Z0-9]){{{length - 1}}}")
+
+
+def _passes_mod97(compact: str) -> bool:
+    """Whether a compact IBAN candidate passes ISO 13616's mod 97 check (which stdnum also makes)."""
+    return int("".join([_IBAN_CHAR_VALUES[char] for char in compact[4:] + compact[:4]])) % 97 == 1
 
 
 def _is_ip_address(candidate: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> bool:

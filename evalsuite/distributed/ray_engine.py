@@ -236,7 +236,7 @@ def _commit_in_order(
                 raise RuntimeError(f"the Ray engine returned record {index} where record {expected} was due")
             expected += 1
             if index // writer.chunk_size != chunk_index:
-                writer.write_chunk(chunk_index, scorer.results_table(rows), errors)
+                scorer.commit_chunk(writer, chunk_index, rows, errors)
                 rows, errors, chunk_index = [], [], chunk_index + 1
             if stats is not None:
                 tally.add(pickle.loads(stats), scorer)
@@ -247,7 +247,7 @@ def _commit_in_order(
         if progress:
             progress(batch.num_rows)
     if rows or errors:
-        writer.write_chunk(chunk_index, scorer.results_table(rows), errors)
+        scorer.commit_chunk(writer, chunk_index, rows, errors)
     return tally
 
 

@@ -26,7 +26,7 @@ import polars as pl
 import torch
 import transformers
 
-from evalsuite.checkpoint import ChunkedWriter
+from evalsuite.checkpoint import ChunkedWriter, table_from_rows
 from evalsuite.generation.generator import Completion, TextGenerator
 from evalsuite.generation.speculative import GenerationOptions, GenerationStats, Progress
 from evalsuite.records import CANONICAL_FIELDS, file_sha256, iter_chunks, validate_record
@@ -93,7 +93,7 @@ def generate_file(
     exactly once. Bad records raise :class:`~evalsuite.errors.InputError` naming the record.
     """
     from evalsuite import __version__
-    from evalsuite.results import write_manifest
+    from evalsuite.results import manifest_path, write_manifest
 
     started = time.time()
     if not options.stop_token_ids:
@@ -108,59 +108,69 @@ def generate_file(
         "models": description["models"],
         "drafter": {key: value for key, value in description.items() if key not in ("models", "device")},
     }
-    writer = ChunkedWriter(out, fingerprint=fingerprint, chunk_size=chunk_size, overwrite=overwrite)
-    total = GenerationStats()
-    empty = 0
-    chunks = iter_chunks(source, fields=fields, chunk_size=chunk_size, skip=writer.records_done)
-    if progress and writer.records_done:
-        progress(writer.records_done, GenerationStats())
-    for chunk_index, chunk in enumerate(chunks, start=writer.completed_chunks):
-        valid = [validate_record(raw, ("prompt",)) for raw in chunk]
-        random = torch.Generator(device=generator.device)
-        random.manual_seed(chunk_seed(options.seed, chunk_index))
-        completions, stats = generator.generate(
-            [record["prompt"] for record in valid],
-            options,
-            generator=random,
-            locations=[raw.location for raw in chunk],
-            progress=progress,
-        )
-        rows = [
-            completion_record(record, completion)
-            for record, completion in zip(valid, completions, strict=True)
-        ]
-        empty += sum(not text for completion in completions for text in completion.samples)
-        writer.write_chunk(chunk_index, _table(rows), [])
-        total.add(stats)
-    output, _ = writer.finalize()
-    finished = time.time()
-    manifest = {
-        "evalsuite_version": __version__,
-        "command": "generate",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "generator": description,
-        "options": asdict(options),
-        "input": {"path": str(source), "sha256": input_sha, "records": records},
-        "fields": dict(fields or {}),
-        "output": str(output),
-        "stats": total.to_dict(),
-        "empty_samples": empty,
-        "started_at": _timestamp(started),
-        "finished_at": _timestamp(finished),
-        "duration_s": round(finished - started, 3),
-    }
-    manifest_file = write_manifest(output, manifest)
+    with ChunkedWriter(
+        out,
+        fingerprint=fingerprint,
+        chunk_size=chunk_size,
+        overwrite=overwrite,
+        inputs=[source],
+        manifest=manifest_path(out),
+    ) as writer:
+        total = GenerationStats()
+        empty = 0
+        chunks = iter_chunks(source, fields=fields, chunk_size=chunk_size, skip=writer.records_done)
+        if progress and writer.records_done:
+            progress(writer.records_done, GenerationStats())
+        for chunk_index, chunk in enumerate(chunks, start=writer.completed_chunks):
+            valid = [validate_record(raw, ("prompt",)) for raw in chunk]
+            random = torch.Generator(device=generator.device)
+            random.manual_seed(chunk_seed(options.seed, chunk_index))
+            completions, stats = generator.generate(
+                [record["prompt"] for record in valid],
+                options,
+                generator=random,
+                locations=[raw.location for raw in chunk],
+                progress=progress,
+            )
+            rows = [
+                completion_record(record, completion)
+                for record, completion in zip(valid, completions, strict=True)
+            ]
+            empty += sum(not text for completion in completions for text in completion.samples)
+            table, json_columns = _table(rows)
+            writer.write_chunk(chunk_index, table, [], json_columns=json_columns)
+            total.add(stats)
+        output, _ = writer.finalize()
+        finished = time.time()
+        manifest = {
+            "evalsuite_version": __version__,
+            "command": "generate",
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "generator": description,
+            "options": asdict(options),
+            "input": {"path": str(source), "sha256": input_sha, "records": records},
+            "fields": dict(fields or {}),
+            "output": str(output),
+            "json_text_columns": writer.json_columns,
+            "stats": total.to_dict(),
+            "empty_samples": empty,
+            "started_at": _timestamp(started),
+            "finished_at": _timestamp(finished),
+            "duration_s": round(finished - started, 3),
+        }
+        # Written before the checkpoint goes: a run killed in between writes it when run again.
+        manifest_file = write_manifest(output, manifest)
     return GenerationRun(output, manifest_file, records, total, empty, manifest)
 
 
-def _table(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
+def _table(rows: list[dict[str, Any]]) -> tuple[pl.DataFrame, list[str]]:
+    table, json_columns = table_from_rows(rows)
     canonical = [name for name in CANONICAL_FIELDS if name in table.columns]
     generated = [name for name in GENERATION_COLUMNS if name in table.columns]
     metadata = [name for name in table.columns if name not in {*canonical, *generated}]
-    return table.select(*canonical, *metadata, *generated)
+    return table.select(*canonical, *metadata, *generated), json_columns
 
 
 def _timestamp(seconds: float) -> str:

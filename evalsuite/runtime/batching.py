@@ -3,16 +3,51 @@
 Written once, used by every model call (sentence-transformers' ``encode()`` is the model):
 longest inputs first so a memory error surfaces at once, batches bounded by a token budget
 (padded tokens, i.e. ``batch size × longest length``) and a maximum batch size.
+
+A caller that must stop by a time (a request with a timeout) runs the work inside
+:func:`deadline_scope`; :func:`run_batched` checks it before every batch, so every model call
+stops at its next forward pass once the deadline has passed (:class:`DeadlineExceededError`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, EvalsuiteError
 
 T = TypeVar("T")
+
+# A time.monotonic() value; a context variable, so it follows the work on its own thread only.
+_deadline: ContextVar[float | None] = ContextVar("evalsuite_deadline", default=None)
+
+
+class DeadlineExceededError(EvalsuiteError, TimeoutError):
+    """Work stopped between two batches because its deadline had passed (nobody waits for it)."""
+
+
+@contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    """Run the block under ``deadline`` (a ``time.monotonic()`` value; ``None`` adds none).
+
+    Scopes nest: the earliest deadline applies.
+    """
+    deadlines = [time for time in (_deadline.get(), deadline) if time is not None]
+    token = _deadline.set(min(deadlines) if deadlines else None)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def check_deadline() -> None:
+    """Raise :class:`DeadlineExceededError` when the current :func:`deadline_scope` has run out."""
+    deadline = _deadline.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceededError("the work's deadline passed; it was stopped between two batches")
 
 
 def plan_batches(lengths: Sequence[int], *, token_budget: int, max_batch_size: int) -> list[list[int]]:
@@ -59,11 +94,12 @@ def run_batched(
 
     ``compute`` maps a list of items to one output per item. When it raises an out-of-memory
     error, the batch is halved and retried (down to one item, which then re-raises), and the
-    budgets stay halved for the rest of the call.
+    budgets stay halved for the rest of the call. Checks :func:`check_deadline` before each batch.
     """
     results: list[object] = [None] * len(items)
     pending = plan_batches(lengths, token_budget=token_budget, max_batch_size=max_batch_size)
     while pending:
+        check_deadline()
         batch = pending.pop(0)
         try:
             outputs = compute([items[i] for i in batch])

@@ -3,7 +3,9 @@
 Models are loaded and warmed when the app is created, so the first request is not slow and a bad
 configuration fails before the server binds. Every error response has the body
 ``{"error": {"code", "message", "field"}}``, never a stack trace; the traceback of an unexpected
-error goes to the server log.
+error goes to the server log. Requests pass, outermost first: :class:`RequestTelemetry` (counted,
+timed, logged), :class:`ApiKeyAuth` (the key, before any body is read), :class:`BodyLimits` (size
+and read deadline of the body), then the routes.
 
     app = create_app(ServiceSettings(metrics={"toxicity": {}, "pii": {}}))
     uvicorn.run(app, host="127.0.0.1", port=8080)
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Annotated, Any, TypeVar, cast
@@ -27,13 +29,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import evalsuite
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, UnknownMetricError
 from evalsuite.runtime.microbatch import MicroBatcherClosedError
 from evalsuite.service.auth import ApiKeys
 from evalsuite.service.jobs import JobInfo, JobManager, PayloadTooLargeError
+from evalsuite.service.middleware import ApiKeyAuth, BodyLimit, BodyLimits, caller_of
+from evalsuite.service.responses import ApiError, ServiceJSONResponse, error_response
 from evalsuite.service.schemas import (
     ErrorBody,
     HealthResponse,
@@ -59,6 +62,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -69,30 +73,6 @@ _STATUS_CODES = {
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody} for status in (401, 422, 429, 500, 503)
 }
-
-
-class ApiError(HTTPException):
-    """An error response with its status, code, message and the request field at fault.
-
-    An :class:`HTTPException`, so FastAPI passes it through untouched when it is raised while the
-    body is read (the body size limit does that).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, message, dict(headers or {}))
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = dict(headers or {})
 
 
 # -- app ------------------------------------------------------------------------------------------
@@ -138,38 +118,50 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=evalsuite.__version__,
         summary="Score LLM outputs with small models.",
         lifespan=lifespan,
+        default_response_class=ServiceJSONResponse,
     )
+    app.state.settings = settings
     app.state.telemetry = telemetry
     app.state.served = served  # for introspection: batcher stats, the model lock
     app.state.jobs = jobs
     app.state.score_limiter = None
     _add_exception_handlers(app)
+    # Each add_middleware wraps the previous ones: the last added runs first.
+    upload_limit = BodyLimit(settings.max_upload_bytes, settings.upload_timeout_s)
+    body_limit = BodyLimit(settings.max_body_bytes, settings.read_timeout_s)
     app.add_middleware(
-        BodySizeLimit,
-        limit_for_path=lambda path: (
-            settings.max_upload_bytes if path == JOBS_PATH else settings.max_body_bytes
-        ),
+        BodyLimits,
+        limit_for_path=lambda path: upload_limit if path == JOBS_PATH else body_limit,
         telemetry=telemetry,
     )
-    app.add_middleware(RequestTelemetry, telemetry=telemetry)  # added last: outermost, sees every response
+    public_paths = {
+        "/healthz",
+        app.openapi_url,
+        app.docs_url,
+        app.redoc_url,
+        app.swagger_ui_oauth2_redirect_url,
+    }
+    app.add_middleware(
+        ApiKeyAuth,
+        api_keys=api_keys,
+        public_paths={path for path in public_paths if path},
+        telemetry=telemetry,
+    )
+    app.add_middleware(RequestTelemetry, telemetry=telemetry)  # outermost: sees every response
 
     @app.get("/healthz", response_model=HealthResponse, tags=["service"])
     def health() -> HealthResponse:
         """Liveness; needs no API key."""
         return HealthResponse(metrics=served.names)
 
-    app.include_router(_api_routes(settings, served, jobs, telemetry, _key_checker(api_keys)))
+    app.include_router(_api_routes(settings, served, jobs, telemetry))
     return app
 
 
 def _api_routes(
-    settings: ServiceSettings,
-    served: ServedMetrics,
-    jobs: JobManager,
-    telemetry: ServiceTelemetry,
-    require_key: Callable[..., None],
+    settings: ServiceSettings, served: ServedMetrics, jobs: JobManager, telemetry: ServiceTelemetry
 ) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(require_key)], responses=_ERROR_RESPONSES)
+    router = APIRouter(dependencies=[Depends(_caller)], responses=_ERROR_RESPONSES)
 
     @router.get("/v1/metrics", response_model=MetricsResponse, tags=["scoring"])
     def list_served_metrics() -> dict[str, Any]:
@@ -193,8 +185,11 @@ def _api_routes(
         responses={413: {"model": ErrorBody}},
         openapi_extra={"requestBody": _JOB_REQUEST_BODY},
     )
-    async def submit_job(request: Request, response: Response) -> JobInfo:
-        """Queue a file for scoring: a multipart upload, or a JSON ``{"path": ...}`` on the server."""
+    async def submit_job(request: Request, response: Response, caller: Caller) -> JobInfo:
+        """Queue a file for scoring: a multipart upload, or a JSON ``{"path": ...}`` on the server.
+
+        The job is the caller's: only requests with the same API key see it.
+        """
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "multipart/form-data":
             async with request.form(max_files=1, max_fields=8) as form:
@@ -211,6 +206,7 @@ def _api_routes(
                     on_error=_form_on_error(form.get("on_error")),
                     fields=_form_fields(form.get("fields")),
                     max_bytes=settings.max_upload_bytes,
+                    owner=caller,
                 )
                 info = await _submit(submit, field="file")
         elif content_type == "application/json":
@@ -218,7 +214,12 @@ def _api_routes(
             names = served.resolve(job.metrics)
             check_field_mapping(job.fields)
             submit = partial(
-                jobs.submit_path, job.path, metrics=names, on_error=job.on_error, fields=job.fields
+                jobs.submit_path,
+                job.path,
+                metrics=names,
+                on_error=job.on_error,
+                fields=job.fields,
+                owner=caller,
             )
             info = await _submit(submit, field="path")
         else:
@@ -236,9 +237,9 @@ def _api_routes(
         tags=["jobs"],
         responses={404: {"model": ErrorBody}},
     )
-    def job_status(job_id: str) -> JobInfo:
+    def job_status(job_id: str, caller: Caller) -> JobInfo:
         """A job's state and progress; its summary once it succeeded."""
-        return _job_or_404(jobs, job_id)
+        return _job_or_404(jobs, job_id, caller)
 
     @router.get(
         f"{JOBS_PATH}/{{job_id}}/results",
@@ -253,15 +254,17 @@ def _api_routes(
             409: {"model": ErrorBody},
         },
     )
-    def job_results(job_id: str) -> FileResponse:
+    def job_results(job_id: str, caller: Caller) -> FileResponse:
         """The scored records of a succeeded job (JSON lines, streamed)."""
-        info = _job_or_404(jobs, job_id)
+        info = _job_or_404(jobs, job_id, caller)
         if info.state != "succeeded":
             raise ApiError(
                 409, "conflict", f"job {job_id} is {info.state}; results exist once it has succeeded"
             )
         return FileResponse(
-            jobs.results_path(job_id), media_type="application/x-ndjson", filename=f"{job_id}.jsonl"
+            jobs.results_path(job_id, visible_to=caller),
+            media_type="application/x-ndjson",
+            filename=f"{job_id}.jsonl",
         )
 
     @router.get("/metrics", include_in_schema=False)
@@ -312,8 +315,9 @@ async def _submit(submit: Callable[[], JobInfo], *, field: str) -> JobInfo:
         raise InputError(str(error), field=field) from None
 
 
-def _job_or_404(jobs: JobManager, job_id: str) -> JobInfo:
-    info = jobs.get(job_id)
+def _job_or_404(jobs: JobManager, job_id: str, caller: str | None) -> JobInfo:
+    # Another key's job answers exactly as a job that does not exist: its existence stays private.
+    info = jobs.get(job_id, visible_to=caller)
     if info is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}", field="job_id")
     return info
@@ -323,8 +327,20 @@ _Body = TypeVar("_Body", bound=BaseModel)
 
 
 def _parse_body(model: type[_Body], body: bytes) -> _Body:
+    """``body`` as ``model``, parsed as FastAPI parses declared bodies (so ``"\\ud800"`` is JSON)."""
     try:
-        return model.model_validate_json(body)
+        data = json.loads(body)
+    except ValueError as error:  # not JSON, or not UTF-8
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        problem = {
+            "type": "json_invalid",
+            "loc": ("body",),
+            "msg": "JSON decode error",
+            "ctx": {"error": reason},
+        }
+        raise RequestValidationError([problem], body=body) from None
+    try:
+        return model.model_validate(data)
     except ValidationError as error:
         errors = [{**item, "loc": ("body", *item["loc"])} for item in error.errors(include_url=False)]
         raise RequestValidationError(errors, body=body) from None
@@ -356,45 +372,24 @@ def _form_fields(value: Any) -> dict[str, str] | None:
 
 
 # -- authentication -------------------------------------------------------------------------------
+# ApiKeyAuth checks the key, before any body is read; these declare its two headers in OpenAPI.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key.")
 
 
-def _key_checker(api_keys: ApiKeys | None) -> Callable[..., None]:
-    def require_key(
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-        header_key: Annotated[str | None, Security(_api_key_header)],
-    ) -> None:
-        if api_keys is None:
-            return
-        presented = bearer.credentials if bearer is not None else header_key
-        if api_keys.identify(presented) is None:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "a valid API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+def _caller(
+    request: Request,
+    _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    _header_key: Annotated[str | None, Security(_api_key_header)],
+) -> str | None:
+    """The name of the caller's API key, as ApiKeyAuth identified it (``None``: an open server)."""
+    return caller_of(request.scope)
 
-    return require_key
+
+Caller = Annotated[str | None, Depends(_caller)]
 
 
 # -- errors ---------------------------------------------------------------------------------------
-def error_response(
-    telemetry: ServiceTelemetry,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    field: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """The one shape of every error response, counted by code."""
-    telemetry.errors.labels(code=code).inc()
-    body = {"error": {"code": code, "message": message, "field": field}}
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
-
-
 def _evalsuite_error(error: Exception) -> ApiError:
     """The response for an error raised on purpose (ours, or a timeout)."""
     message = str(error)
@@ -427,6 +422,10 @@ def _field_from_loc(loc: tuple[int | str, ...]) -> str | None:
     return field or None
 
 
+# Pydantic's error types for a body that is absent or not a JSON object.
+_NOT_AN_OBJECT = frozenset({"missing", "model_attributes_type", "model_type", "dict_type"})
+
+
 def _validation_error(error: RequestValidationError) -> ApiError:
     problems = list(error.errors())
     if not problems:
@@ -438,12 +437,16 @@ def _validation_error(error: RequestValidationError) -> ApiError:
             422, "validation_error", f"the request body is not valid JSON: {reason}", field="body"
         )
     field = _field_from_loc(tuple(first.get("loc", ())))
-    if field is None:  # the body as a whole: absent, or not a JSON object
+    if field is None and first.get("type") in _NOT_AN_OBJECT:
         return ApiError(
             422,
             "validation_error",
             "the request body must be a JSON object (Content-Type: application/json)",
             field="body",
+        )
+    if field is None:  # the body as a whole, e.g. a key that is not valid Unicode
+        return ApiError(
+            422, "validation_error", f"the request body: {first.get('msg', 'invalid')}", field="body"
         )
     more = (
         f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
@@ -487,59 +490,3 @@ def _add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_unexpected_error)
-
-
-# -- body size ------------------------------------------------------------------------------------
-class BodySizeLimit:
-    """ASGI middleware refusing request bodies over a per-path limit with 413.
-
-    The declared ``Content-Length`` is checked before the app runs (nothing is read, no key is
-    checked), and the bytes actually received are counted as the app reads them, so a body sent
-    without a length (chunked) cannot pass the limit either.
-    """
-
-    def __init__(
-        self, app: ASGIApp, *, limit_for_path: Callable[[str], int], telemetry: ServiceTelemetry
-    ) -> None:
-        self.app = app
-        self.limit_for_path = limit_for_path
-        self.telemetry = telemetry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.limit_for_path(scope["path"])
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            response = error_response(
-                self.telemetry, 413, "payload_too_large", _too_large(limit), field="body"
-            )
-            await response(scope, receive, send)
-            return
-        received = 0
-
-        async def receive_within_limit() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise ApiError(413, "payload_too_large", _too_large(limit), field="body")
-            return message
-
-        await self.app(scope, receive_within_limit, send)
-
-
-def _too_large(limit: int) -> str:
-    return f"the request body is larger than the limit of {limit} bytes"
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

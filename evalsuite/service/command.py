@@ -74,6 +74,17 @@ def serve_command(
         int,
         typer.Option(help="Most records in one merged model batch (1: no merging, one request at a time)."),
     ] = 256,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            help="Seconds a client has to send a request's headers, then its body (slower: 408).",
+        ),
+    ] = 30.0,
+    upload_timeout: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds a client has to send a job upload (POST /v1/jobs)."),
+    ] = 600.0,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     cache: Annotated[bool, typer.Option(help="Reuse and store scores in the score cache.")] = True,
@@ -95,6 +106,8 @@ def serve_command(
             "allowed_paths": tuple(allow_path or ()),
             "max_wait_ms": max_wait_ms,
             "max_batch_records": max_batch_records,
+            "read_timeout_s": read_timeout,
+            "upload_timeout_s": upload_timeout,
             "device": device,
             "dtype": dtype,
             "cache": cache,
@@ -105,11 +118,12 @@ def serve_command(
         settings = _settings(options)
         logging.basicConfig(level=log_level.upper(), format="%(levelname)-9s %(name)s: %(message)s")
         from evalsuite.service.app import create_app
+        from evalsuite.service.server import server_options
 
         app = create_app(settings)
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), server_header=False)
+    uvicorn.run(app, **server_options(settings, log_level=log_level))
 
 
 @keys_app.command("add")

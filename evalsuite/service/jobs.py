@@ -11,6 +11,10 @@ by ``kill -9`` resumes on the next :meth:`JobManager.start` with every record wr
     ...
     manager.get(job.id).state            # "queued" → "running" → "succeeded" | "failed"
     manager.results_path(job.id)         # the scored JSONL, once succeeded
+
+A job submitted with an ``owner`` (the name of the submitter's API key, never the key) is visible
+only to that owner: ``get(id, visible_to=other)`` answers as for an unknown id. Jobs without an
+owner (an open server, or jobs from before owners were recorded) are visible to every caller.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -44,7 +49,8 @@ OUTPUT_NAME = "output.jsonl"
 DATABASE_NAME = "jobs.sqlite"
 PROGRESS_WRITE_INTERVAL_S = 0.5  # progress is kept in memory; the database sees it at most this often
 _COPY_BLOCK = 1 << 20
-_SCHEMA_VERSION = 1
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux: a longer server path cannot name a file
+_SCHEMA_VERSION = 2  # 2: the owner column
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order, the order jobs run in
@@ -61,9 +67,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     error TEXT,
-    summary TEXT                            -- JSON list of summary rows
+    summary TEXT,                           -- JSON list of summary rows
+    owner TEXT                              -- name of the submitter's API key; NULL: visible to all
 )
 """
+# Visible to a caller: ownerless, or theirs; a NULL caller (an open server) sees every job.
+_VISIBLE = "(?1 IS NULL OR owner IS NULL OR owner = ?1)"
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +113,9 @@ class _ChunkLockedScorer(Scorer):
     modified, and interactive requests interleave between a job's chunks.
     """
 
-    def __init__(self, served: Scorer, model_lock: threading.Lock, stopping: threading.Event) -> None:
+    def __init__(
+        self, served: Scorer, model_lock: AbstractContextManager[Any], stopping: threading.Event
+    ) -> None:
         self.__dict__.update(served.__dict__)
         self._served = served
         self._model_lock = model_lock
@@ -198,7 +209,7 @@ class JobManager:
         self,
         directory: Path,
         scorer_for: Callable[[list[str]], Scorer],
-        model_lock: threading.Lock,
+        model_lock: AbstractContextManager[Any],
         *,
         allowed_roots: Sequence[Path] = (),
     ) -> None:
@@ -225,13 +236,7 @@ class JobManager:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # an accepted job must survive a power cut, not just kill -9
         db.execute("PRAGMA busy_timeout=5000")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise ConfigError(
-                f"{self.directory / DATABASE_NAME} has job schema {version}, expected {_SCHEMA_VERSION}"
-            )
-        db.execute(_SCHEMA)
-        db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        _migrate(db, self.directory / DATABASE_NAME)
         with self._db_lock:
             self._db = db
             # Jobs cut off by a crash or a stop resume from their checkpoints, in their original order.
@@ -267,6 +272,7 @@ class JobManager:
         on_error: str,
         fields: dict[str, str] | None = None,
         max_bytes: int | None = None,
+        owner: str | None = None,
     ) -> JobInfo:
         """Accept an uploaded file: streamed to disk (at most ``max_bytes``), fsynced, then queued.
 
@@ -276,7 +282,7 @@ class JobManager:
         ext = input_extension(filename)
         options = _check_job_options(metrics, on_error, fields)
         return self._accept(
-            Path(filename).name, ext, lambda target: _copy_stream(stream, target, max_bytes), options
+            Path(filename).name, ext, lambda target: _copy_stream(stream, target, max_bytes), options, owner
         )
 
     def submit_path(
@@ -286,29 +292,30 @@ class JobManager:
         metrics: list[str],
         on_error: str,
         fields: dict[str, str] | None = None,
+        owner: str | None = None,
     ) -> JobInfo:
         """Accept a server-side file under an allowed root; it is copied, so later edits cannot change the job.
 
-        Raises :class:`ConfigError` if the path is outside every allowed root or is not a file.
+        Raises :class:`ConfigError` if the path is not a path name (empty, too long, a NUL or a
+        lone surrogate in it), is outside every allowed root, or is not a readable file.
         """
         if not self._allowed_roots:
             raise ConfigError(
                 "server-side paths are disabled; the operator enables them with --allow-path DIR"
             )
-        # resolve() follows symlinks and folds "..", so neither can escape a root.
-        resolved = Path(path).resolve()
-        if not any(resolved.is_relative_to(root) for root in self._allowed_roots):
-            raise ConfigError(f"path {path!r} is not under an allowed root")
-        if not resolved.is_file():
-            raise ConfigError(f"path {path!r} does not exist or is not a file")
+        resolved = _resolve_under(path, self._allowed_roots)
         ext = input_extension(resolved.name)
         options = _check_job_options(metrics, on_error, fields)
 
         def copy(target: Path) -> None:
-            with resolved.open("rb") as source:
+            try:
+                source = resolved.open("rb")
+            except OSError as error:  # e.g. no permission: the submitter's mistake, not the server's
+                raise ConfigError(f"path {path!r} cannot be read: {error.strerror}") from None
+            with source:
                 _copy_stream(source, target, None)
 
-        return self._accept(path, ext, copy, options)
+        return self._accept(path, ext, copy, options, owner)
 
     def _accept(
         self,
@@ -316,6 +323,7 @@ class JobManager:
         ext: str,
         write_input: Callable[[Path], None],
         options: tuple[list[str], OnError, dict[str, str] | None],
+        owner: str | None,
     ) -> JobInfo:
         self._require_started()
         metrics, on_error, fields = options
@@ -333,9 +341,19 @@ class JobManager:
         now = _now()
         with self._db_lock:
             self._execute(
-                "INSERT INTO jobs (id, state, metrics, on_error, fields, source, input, created_at, updated_at)"
-                " VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, json.dumps(metrics), on_error, _json_or_none(fields), source, final.name, now, now),
+                "INSERT INTO jobs (id, state, metrics, on_error, fields, source, input, created_at, updated_at,"
+                " owner) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    json.dumps(metrics),
+                    on_error,
+                    _json_or_none(fields),
+                    source,
+                    final.name,
+                    now,
+                    now,
+                    owner,
+                ),
             )
         self._wakeup.set()
         info = self.get(job_id)
@@ -346,9 +364,12 @@ class JobManager:
         return info
 
     # -- reading --------------------------------------------------------------------------------
-    def get(self, job_id: str) -> JobInfo | None:
-        """The job's current state, or ``None`` for an unknown id."""
-        row = self._row(job_id)
+    def get(self, job_id: str, *, visible_to: str | None = None) -> JobInfo | None:
+        """The job's current state, or ``None`` for an unknown id or another owner's job.
+
+        ``visible_to`` is the caller's key name; ``None`` (an open server) sees every job.
+        """
+        row = self._row(job_id, visible_to)
         if row is None:
             return None
         info = _job_info(row)
@@ -357,9 +378,9 @@ class JobManager:
             info.records_done = max(info.records_done, live[1])
         return info
 
-    def results_path(self, job_id: str) -> Path:
-        """The finished JSONL output of a succeeded job; :class:`ConfigError` otherwise."""
-        row = self._row(job_id)
+    def results_path(self, job_id: str, *, visible_to: str | None = None) -> Path:
+        """The finished JSONL output of a succeeded job; :class:`ConfigError` otherwise (as for ``get``)."""
+        row = self._row(job_id, visible_to)
         if row is None:
             raise ConfigError(f"no job {job_id!r}")
         if row["state"] != "succeeded":
@@ -475,9 +496,11 @@ class JobManager:
         with self._db_lock:
             return self._require_started().execute(sql, parameters)
 
-    def _row(self, job_id: str) -> sqlite3.Row | None:
+    def _row(self, job_id: str, visible_to: str | None = None) -> sqlite3.Row | None:
         with self._db_lock:
-            row: sqlite3.Row | None = self._execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row: sqlite3.Row | None = self._execute(
+                f"SELECT * FROM jobs WHERE id=?2 AND {_VISIBLE}", (visible_to, job_id)
+            ).fetchone()
         return row
 
     def _update(self, job_id: str, **values: Any) -> None:
@@ -495,6 +518,48 @@ class JobManager:
         for path in self.directory.iterdir():
             if path.is_dir() and _is_job_id(path.name) and path.name not in known:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Create the job table, or bring one of an older schema up to date (its jobs are kept)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > _SCHEMA_VERSION:
+        raise ConfigError(
+            f"{path} has job schema {version}, newer than this evalsuite's {_SCHEMA_VERSION}; upgrade evalsuite"
+        )
+    db.execute(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in columns:  # schema 1: its jobs have no owner, so every caller keeps seeing them
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+
+def _resolve_under(path: str, roots: Sequence[Path]) -> Path:
+    """``path`` resolved, if it names a readable file under one of ``roots``; :class:`ConfigError` if not.
+
+    The text is checked first: a NUL, a lone surrogate or an over-long name makes the operating
+    system raise ValueError or OSError rather than answer, and must be a refusal, not a crash.
+    """
+    if not path or len(path) > MAX_PATH_CHARS:
+        raise ConfigError(f"path must have 1 to {MAX_PATH_CHARS} characters, got {len(path)}")
+    if "\x00" in path:
+        raise ConfigError("path must not contain a NUL character")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("path is not valid Unicode (it has a lone surrogate)") from None
+    try:
+        # resolve() follows symlinks and folds "..", so neither can escape a root.
+        resolved = Path(path).resolve()
+        inside = any(resolved.is_relative_to(root) for root in roots)
+        is_file = inside and resolved.is_file()
+    except (OSError, ValueError, RuntimeError):  # a name over NAME_MAX; a symlink loop (RuntimeError)
+        raise ConfigError(f"path {path!r} cannot be read") from None
+    if not inside:
+        raise ConfigError(f"path {path!r} is not under an allowed root")
+    if not is_file:
+        raise ConfigError(f"path {path!r} does not exist or is not a file")
+    return resolved
 
 
 def _is_job_id(name: str) -> bool:

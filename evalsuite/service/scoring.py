@@ -23,7 +23,7 @@ from evalsuite.cache import ScoreCache
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, UnknownMetricError
 from evalsuite.records import CANONICAL_FIELDS, RawRecord, apply_field_mapping, validate_record
 from evalsuite.results import summarize
-from evalsuite.runtime.microbatch import MicroBatcher
+from evalsuite.runtime.microbatch import FairLock, MicroBatcher
 from evalsuite.service.settings import ServiceSettings
 from metrics.base import Metric
 
@@ -80,7 +80,8 @@ class ServedMetrics:
         self, settings: ServiceSettings, *, on_batch: Callable[[str, int], None] | None = None
     ) -> None:
         self.settings = settings
-        self.model_lock = threading.Lock()
+        # Granted in request order, so batchers and jobs really take turns between model calls.
+        self.model_lock = FairLock()
         self.metrics: dict[str, Metric] = {metric.name: metric for metric in build_metrics(settings.metrics)}
         for metric in self.metrics.values():
             if metric.needs_corpus:
@@ -244,8 +245,10 @@ class ServedMetrics:
         rows: list[Row] = [{"id": record["id"]} for record in valid]
         if not valid:
             return rows
-        # All metrics at once: each batcher merges with other requests while the others run.
-        futures = [self._batchers[name].enqueue(valid) for name in names]
+        # All metrics at once: each batcher merges with other requests while the others run. The
+        # deadline goes with the work, so it stops (and frees the model lock) when this request
+        # gives up, rather than running on for nobody.
+        futures = [self._batchers[name].enqueue(valid, deadline=deadline) for name in names]
         try:
             for future in futures:
                 outputs = future.result(max(0.0, deadline - time.monotonic()))

@@ -51,7 +51,9 @@ class ServiceSettings(BaseModel):
     max_upload_bytes: int = Field(default=512 * MIB, ge=1)  # POST /v1/jobs only
     max_records_per_request: int = Field(default=1000, ge=1)
     max_text_chars: int = Field(default=100_000, ge=1)  # per text, each reference and sample included
-    request_timeout_s: float = Field(default=120.0, gt=0)
+    request_timeout_s: float = Field(default=120.0, gt=0)  # to score; the work stops when it runs out
+    read_timeout_s: float = Field(default=30.0, gt=0)  # to send a request's headers, then its body
+    upload_timeout_s: float = Field(default=600.0, gt=0)  # to send the body of POST /v1/jobs
     max_pending_requests: int = Field(default=64, ge=1)  # /v1/score requests in flight before 429
 
     max_wait_ms: float = Field(default=5.0, ge=0)

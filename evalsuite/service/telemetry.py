@@ -1,4 +1,5 @@
-"""Prometheus metrics of the service, in a registry of its own (two apps in one process never clash).
+"""Prometheus metrics of the service, in a registry of its own (two apps in one process never clash),
+and its access log.
 
 Exposed at ``GET /metrics``: requests by method, route and status; latency by route; records per
 model batch by metric; requests waiting; errors by code; jobs by state.
@@ -6,6 +7,7 @@ model batch by metric; requests waiting; errors by code; jobs by state.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -25,6 +27,8 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 # One label for every unknown path or method, so scanners cannot grow the set of time series.
 _UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+access_log = logging.getLogger("evalsuite.service.access")
 
 
 class ServiceTelemetry:
@@ -72,10 +76,12 @@ class ServiceTelemetry:
 
 
 class RequestTelemetry:
-    """ASGI middleware counting requests and timing them, labelled by route template.
+    """ASGI middleware counting, timing and logging requests; metrics labelled by route template.
 
     Labels use the matched route (``/v1/jobs/{job_id}``), never the raw path, so ids do not
-    create new time series. An exception escaping the app is counted as a 500.
+    create new time series. An exception escaping the app is counted as a 500. The access log
+    line (``evalsuite.service.access``, INFO) has the path without its query string, which may
+    hold a credential, escaped as sent (no control characters can forge log lines).
     """
 
     def __init__(self, app: ASGIApp, telemetry: ServiceTelemetry) -> None:
@@ -101,5 +107,25 @@ class RequestTelemetry:
             route = scope.get("route")
             path = getattr(route, "path", None) or _UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            elapsed = time.perf_counter() - started
             self.telemetry.requests.labels(method=method, path=path, status=str(status)).inc()
-            self.telemetry.request_seconds.labels(path=path).observe(time.perf_counter() - started)
+            self.telemetry.request_seconds.labels(path=path).observe(elapsed)
+            _log_access(scope, status, elapsed)
+
+
+def _log_access(scope: Scope, status: int, elapsed: float) -> None:
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    # The path as sent (percent-encoded) when the server gives it; ASGI leaves the query out of
+    # raw_path, cut it anyway. unicode_escape writes any control character as visible text.
+    path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogatepass")
+    access_log.info(
+        '%s - "%s %s HTTP/%s" %d %.0fms',
+        f"{client[0]}:{client[1]}" if client else "-",
+        scope["method"] if scope["method"] in _METHODS else "OTHER",
+        path.split(b"?", 1)[0].decode("latin-1").encode("unicode_escape").decode("ascii"),
+        scope.get("http_version", "1.1"),
+        status,
+        elapsed * 1000,
+    )

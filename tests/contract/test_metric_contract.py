@@ -14,12 +14,13 @@ import pytest
 from evalsuite.api import Scorer
 from evalsuite.records import CANONICAL_FIELDS
 from evalsuite.results import Results
+from evalsuite.testing import float_tolerance
 from metrics.base import get_metric_class, list_metrics, load_metric
 
 pytestmark = pytest.mark.model
 
 METRICS = list_metrics()
-ATOL = 1e-5
+TOLERANCE = float_tolerance("float32", style="approx")  # scores are float32 model outputs
 
 
 def _score(name: str, records: list[dict[str, Any]], *, batch_size: int = 64) -> Results:
@@ -32,7 +33,7 @@ def test_batch_size_does_not_change_scores(name: str, tiny_records: list[dict[st
     one, many = _score(name, tiny_records, batch_size=1), _score(name, tiny_records, batch_size=64)
     assert one.score_columns == many.score_columns
     for column in one.score_columns:
-        assert one[column].to_list() == pytest.approx(many[column].to_list(), abs=ATOL, nan_ok=True)
+        assert one[column].to_list() == pytest.approx(many[column].to_list(), **TOLERANCE, nan_ok=True)
 
 
 @pytest.mark.parametrize("name", METRICS)
@@ -42,7 +43,7 @@ def test_the_callers_order_is_kept(name: str, tiny_records: list[dict[str, Any]]
     assert backward["id"].to_list() == forward["id"].to_list()[::-1]
     for column in forward.score_columns:
         assert backward[column].to_list() == pytest.approx(
-            forward[column].to_list()[::-1], abs=ATOL, nan_ok=True
+            forward[column].to_list()[::-1], **TOLERANCE, nan_ok=True
         )
 
 

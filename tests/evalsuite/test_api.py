@@ -125,3 +125,28 @@ def test_cache_is_keyed_by_config() -> None:
     other = Scorer([BERTScore(num_layers=3)], cache=True)
     other.score(RECORDS)
     assert other.cache_misses == 3
+
+
+def test_pandas_and_lazy_frames_score_like_records() -> None:
+    pandas = pytest.importorskip("pandas")
+    rows = [{"id": "a", "prediction": "mail jo@example.com"}, {"id": "b", "prediction": "none here"}]
+    expected = evalsuite.score(rows, ["pii"], cache=False).table
+    for source in (pandas.DataFrame(rows), pl.DataFrame(rows).lazy()):
+        got = evalsuite.score(source, ["pii"], cache=False).table
+        assert got.equals(expected), type(source)
+
+
+def test_a_lone_surrogate_is_an_input_error_through_the_api() -> None:
+    rows = [{"id": "a", "prediction": "x \ud800"}, {"id": "b", "prediction": "fine"}]
+    with pytest.raises(InputError, match=r"record 0: field 'prediction' is not valid Unicode"):
+        evalsuite.score(rows, ["pii"], cache=False)
+    results = evalsuite.score(rows, ["pii"], cache=False, on_error="skip")
+    assert results.table["id"].to_list() == ["b"]
+    assert [error["field"] for error in results.errors] == ["prediction"]
+
+
+def test_mixed_metadata_in_memory_is_json_text_with_a_warning() -> None:
+    rows = [{"prediction": "a", "m": {"k": 1}}, {"prediction": "b", "m": [1]}]
+    with pytest.warns(UserWarning, match=r"column\(s\) 'm' hold values of more than one type"):
+        results = evalsuite.score(rows, ["pii"], cache=False)
+    assert results.table["m"].to_list() == ['{"k": 1}', "[1]"]

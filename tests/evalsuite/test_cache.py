@@ -144,3 +144,85 @@ def test_two_processes_write_concurrently(tmp_path: pathlib.Path) -> None:
         got = cache.get_many("shared", keys)
     assert len(got) == 2 * count
     assert got["w1-299"] == {"i": 299, "worker": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# A damaged cache never stops a run
+
+
+def _damage(path: pathlib.Path, how: str) -> None:
+    if how == "directory":
+        path.mkdir(parents=True)
+        return
+    with ScoreCache(path) as cache:  # a real cache with enough pages that damage can be mid-file
+        cache.put_many("cfg", {f"key{i}": {"f1": i / 7, "pad": "x" * 200} for i in range(400)})
+    data = path.read_bytes()
+    if how == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    elif how == "bad header":
+        path.write_bytes(b"\0" * 100 + data[100:])
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    else:  # garbage pages in the middle: found only when a query reads them
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(range(256)) * ((len(data) - middle) // 256 + 1))
+
+
+def _open_and_look_up(path: pathlib.Path, keys: list[str]) -> tuple[ScoreCache, dict[str, Any]]:
+    cache = ScoreCache(path)
+    return cache, cache.get_many("cfg", keys)
+
+
+@pytest.mark.parametrize("how", ["garbage", "bad header", "truncated", "pages", "directory"])
+def test_a_damaged_cache_is_moved_aside_and_the_run_goes_on(tmp_path: pathlib.Path, how: str) -> None:
+    path = tmp_path / "scores.sqlite"
+    _damage(path, how)
+    keys = [f"key{i}" for i in range(400)]
+    # Damage is met on opening or on the first lookup that reads a bad page: either way, a warning.
+    with pytest.warns(
+        RuntimeWarning, match=r"score cache .* was damaged .*moved it to scores\.sqlite\.corrupt-"
+    ):
+        cache, hits = _open_and_look_up(path, keys)
+    with cache:
+        assert hits == {}
+        cache.put_many("cfg", {"key1": {"f1": 0.5}})
+        assert cache.get_many("cfg", keys) == {"key1": {"f1": 0.5}}
+    assert any(p.name.startswith("scores.sqlite.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_a_cache_that_cannot_be_replaced_is_skipped(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "scores.sqlite"
+    path.write_bytes(b"not a database" * 100)
+
+    def refuse(*_: object) -> None:
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr("evalsuite.cache.os.replace", refuse)
+    with pytest.warns(RuntimeWarning, match="could not be replaced .*goes on without a cache"):
+        cache = ScoreCache(path)
+    cache.put_many("cfg", {"a": {"f1": 1.0}})
+    assert cache.get_many("cfg", ["a"]) == {}
+    assert cache.stats()["entries"] == 0
+    cache.close()
+    assert path.read_bytes() == b"not a database" * 100
+
+
+def test_a_locked_cache_is_not_taken_for_a_damaged_one(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "scores.sqlite"
+    ScoreCache(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        cache = ScoreCache(path)
+        cache._connection.execute("PRAGMA busy_timeout = 50")  # type: ignore[union-attr]
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            cache.put_many("cfg", {"a": {"f1": 1.0}})
+        cache.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not [p for p in tmp_path.iterdir() if "corrupt" in p.name]

@@ -254,7 +254,7 @@ def test_csv_row_with_too_many_cells(tmp_path: Path) -> None:
 def test_corrupt_gzip_raises_input_error(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl.gz"
     path.write_bytes(b"not gzip at all")
-    with pytest.raises(InputError, match="corrupt gzip"):
+    with pytest.raises(InputError, match="not a readable gzip file"):
         list(iter_chunks(path))
 
 
@@ -437,3 +437,148 @@ def test_sample_logprobs_round_trip_through_csv(tmp_path: Path) -> None:
     record = validate_record(raw, ["prediction", "samples"])
     assert record["sample_logprobs"] == [-0.5, -2.0]
     assert all(isinstance(value, float) for value in record["sample_logprobs"])
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile but fair inputs: each one a clear record or file error, the records before a cut kept
+
+
+def test_a_utf8_bom_does_not_reject_the_first_jsonl_record(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "prediction": "x"}\n{"id": "b", "prediction": "y"}\n')
+    records = _flat(path)
+    assert [validate_record(raw, ["prediction"])["id"] for raw in records] == ["a", "b"]
+    assert count_records(path) == 2
+
+
+@pytest.mark.parametrize(
+    ("lines", "duplicate", "first", "second"),
+    [
+        ([{"id": "1"}, {"id": 1}], "'1'", "in.jsonl:1", "in.jsonl:2"),  # 1 and "1" are one id
+        ([{"id": "x"}, {"id": "y"}, {"id": "x"}], "'x'", "in.jsonl:1", "in.jsonl:3"),
+        ([{}, {"id": "0"}], "'0'", "in.jsonl:1", "in.jsonl:2"),  # no id takes its position 0
+        ([{"id": "1"}, {}], "'1'", "in.jsonl:1", "in.jsonl:2"),
+    ],
+)
+def test_a_duplicate_id_names_both_records(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[dict[str, Any]],
+    duplicate: str,
+    first: str,
+    second: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = Path("in.jsonl")
+    path.write_text(
+        "".join(json.dumps({**line, "prediction": "p"}) + "\n" for line in lines), encoding="utf-8"
+    )
+    bad = [raw for raw in _flat(path) if raw.error is not None]
+    assert len(bad) == 1
+    assert bad[0].location == second
+    assert bad[0].data is not None  # the record itself is kept for the errors file
+    with pytest.raises(
+        InputError, match=rf"^{second}: duplicate id {duplicate}.*: {first} has it too"
+    ) as caught:
+        validate_record(bad[0], ["prediction"])
+    assert caught.value.field == "id"
+
+
+def test_duplicate_ids_are_found_across_a_resume(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": i % 3, "prediction": "p"}) + "\n" for i in range(5)), encoding="utf-8"
+    )
+    resumed = _flat(path, chunk_size=2, skip=4)
+    assert [(raw.index, raw.error is not None) for raw in resumed] == [(4, True)]
+    assert "in.jsonl:2 has it too" in str(resumed[0].error)
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ({"id": "1", "prediction": "x \ud800"}, "prediction"),
+        ({"id": "\udfff", "prediction": "x"}, "id"),
+        ({"id": "1", "prediction": "x", "references": ["ok", "\ud800"]}, "references"),
+        ({"id": "1", "prediction": "x", "meta": {"k": ["\ud83d"]}}, "meta"),
+        ({"id": "1", "prediction": "x", "m\udc80": 1}, "m\udc80"),
+    ],
+)
+def test_a_lone_surrogate_is_an_input_error_naming_the_field(record: dict[str, Any], field: str) -> None:
+    with pytest.raises(InputError, match="not valid Unicode: a lone surrogate") as caught:
+        validate_record(RawRecord(0, "in.jsonl:1", record), ["prediction"])
+    assert caught.value.field == field
+    assert caught.value.location == "in.jsonl:1"
+    str(caught.value).encode("utf-8")  # the message itself can be printed and logged
+
+
+def test_a_truncated_gzip_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
+    data = b"".join(b'{"id": "%d", "prediction": "record number %d"}\n' % (i, i) for i in range(3000))
+    compressed = gzip.compress(data)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(compressed[: len(compressed) // 2])
+    records = _flat(path, chunk_size=500)
+    good = [raw for raw in records if raw.error is None]
+    assert len(good) > 100
+    assert [raw.index for raw in good] == list(range(len(good)))
+    assert "the compressed file is cut or damaged here" in str(records[-1].error)
+    assert all(raw.error is None for raw in records[:-2])  # at most the torn last line besides the cut
+    assert count_records(path) == len(records)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("in.jsonl.gz", b'{"prediction": "plain text, not gzip"}\n', "not a readable gzip file"),
+        ("in.parquet", b"PAR1 garbage, not a parquet file", "not a readable Parquet file"),
+        ("in.parquet", b"", "not a readable Parquet file"),
+    ],
+)
+def test_an_unreadable_file_is_a_file_error(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message) as caught:
+        _flat(path)
+    assert caught.value.location == str(path)
+    with pytest.raises(InputError, match=message):
+        count_records(path)
+
+
+def test_a_csv_with_an_unterminated_quote_is_not_read_to_the_end_silently(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text('id,prediction\n1,"fine"\n2,"never closed\n3,swallowed\n4,too\n', encoding="utf-8")
+    records = _flat(path)
+    assert [raw.data for raw in records[:1]] == [{"id": "1", "prediction": "fine"}]
+    assert len(records) == 2
+    assert records[1].location == f"{path}:3"
+    assert "unterminated quoted field: the quote opened on line 3 is never closed" in str(records[1].error)
+    assert count_records(path) == 2
+
+
+def test_a_malformed_csv_row_is_one_bad_record(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text('id,prediction\n1,"a"b\n2,fine\n', encoding="utf-8")
+    records = _flat(path)
+    assert [raw.error is None for raw in records] == [False, True]
+    assert "malformed CSV row" in str(records[0].error)
+    assert count_records(path) == 2
+
+
+def test_pandas_polars_lazy_and_arrow_frames_are_records() -> None:
+    pandas = pytest.importorskip("pandas")
+    rows = [
+        {"id": "a", "prediction": "x", "references": ["r"]},
+        {"id": "b", "prediction": "y", "references": ["s"]},
+    ]
+    expected = [validate_record(raw, ["prediction"]) for raw in _flat(rows)]
+    frame = pl.DataFrame(rows)
+    for source in (pandas.DataFrame(rows), frame.lazy(), frame.to_arrow()):
+        records = _flat(source, chunk_size=1)
+        assert [validate_record(raw, ["prediction"]) for raw in records] == expected, type(source)
+        assert count_records(source) in (2, None)  # a LazyFrame has no cheap length
+
+
+@pytest.mark.parametrize("source", [42, b"bytes", None])
+def test_a_source_that_is_not_records_is_a_config_error(source: Any) -> None:
+    with pytest.raises(ConfigError, match="expected a file path"):
+        _flat(source)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import random
+import re
+import subprocess
+import sys
+
 import polars as pl
 import pytest
-from stdnum import luhn
+from stdnum import iban, luhn, numdb
 
 from evalsuite.api import Scorer
 from evalsuite.errors import ConfigError
@@ -180,6 +186,40 @@ def test_a_card_is_picked_out_of_a_longer_run_of_digit_groups() -> None:
     ]
 
 
+def reference_cards(run: str) -> list[str]:
+    """Cards in one run of digit groups by brute force: the leftmost start, then its longest valid end."""
+    groups = [group.span() for group in re.finditer(r"\d+", run)]
+    cards, first = [], 0
+    while first < len(groups):
+        for last in range(len(groups) - 1, first - 1, -1):
+            window = run[groups[first][0] : groups[last][1]]
+            if is_credit_card(re.sub("[ -]", "", window)):
+                cards.append(window)
+                first = last
+                break
+        first += 1
+    return cards
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cards_in_runs_of_digit_groups_agree_with_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    prefixes = ["4", "51", "2221", "2200", "34", "36", "3095", "3528", "6011", "65", "62", "5018", "1", "9"]
+    for _ in range(200):
+        digits = ""
+        for _ in range(rng.randint(1, 6)):
+            if rng.random() < 0.5:  # a Luhn-valid number with an issuer prefix, of any card length
+                prefix = rng.choice(prefixes)
+                body = prefix + "".join(rng.choices("0123456789", k=rng.randint(12, 18) - len(prefix)))
+                digits += luhn_valid(body)
+            else:
+                digits += "".join(rng.choices("0123456789", k=rng.randint(1, 8)))
+        cuts = sorted(rng.sample(range(1, len(digits)), k=rng.randint(0, min(12, len(digits) - 1))))
+        groups = [digits[i:j] for i, j in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+        run = "".join(group + rng.choice(" -") for group in groups)[:-1]
+        assert texts(find_credit_cards(run)) == reference_cards(run), run
+
+
 # -- IBAN -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "number",
@@ -214,6 +254,29 @@ def test_malformed_ibans(text: str) -> None:
 def test_iban_ends_at_a_group_boundary() -> None:
     assert texts(find_ibans("DE89 3704 0044 0532 0130 00 IS MINE")) == ["DE89 3704 0044 0532 0130 00"]
     assert texts(find_ibans("REF AB12 GB82 WEST 1234 5698 7654 32")) == ["GB82 WEST 1234 5698 7654 32"]
+
+
+def test_every_country_in_the_registry_is_found() -> None:
+    """An IBAN of each country python-stdnum knows, built from the registry's BBAN format."""
+    rng = random.Random(0)
+    pools = {
+        "n": "0123456789",
+        "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "c": "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    }
+    registry = numdb.get("iban")
+    countries = [a + b for a in pools["a"] for b in pools["a"] if registry.info(a + b)[0][1]]
+    assert len(countries) > 50
+    for country in countries:
+        fields = re.findall(r"(\d+)!([nac])", registry.info(country)[0][1]["bban"])
+        bban = "".join("".join(rng.choices(pools[kind], k=int(count))) for count, kind in fields)
+        number = country + iban.calc_check_digits(country + "00" + bban) + bban
+        if not iban.is_valid(number):  # a country-specific check (e.g. a national checksum) refuses it
+            continue
+        grouped = " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+        assert texts(find_ibans(f"pay to {grouped}.")) == [grouped]
+        assert texts(find_ibans(f"pay to {number} now")) == [number]
+        assert find_ibans(f"pay to {number}0 now") == []  # a wrong length
 
 
 # -- SSN ------------------------------------------------------------------------------------------
@@ -299,6 +362,28 @@ def test_precedence_then_length_decide_overlaps() -> None:
     long_ip: Span = {"type": "ip_address", "start": 26, "end": 42, "text": "x" * 16}
     later: Span = {"type": "phone", "start": 50, "end": 60, "text": "x" * 10}
     assert resolve_overlaps([later, phone, short_ip, card, long_ip]) == [card, long_ip, later]
+
+
+def reference_resolve_overlaps(spans: list[Span]) -> list[Span]:
+    """The first, pairwise resolution: each candidate, best first, against every span kept so far."""
+    kept: list[Span] = []
+    for span in sorted(spans, key=lambda s: (PII_TYPES.index(s["type"]), s["start"] - s["end"], s["start"])):
+        if all(span["end"] <= other["start"] or other["end"] <= span["start"] for other in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s["start"])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_resolve_overlaps_agrees_with_the_pairwise_reference(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(100):
+        spans: list[Span] = []
+        for number in range(rng.randint(0, 60)):
+            start = rng.randint(0, 100)
+            end = start + rng.choice([0, *range(1, 25)])  # empty spans and exact duplicates too
+            # Unique texts, so the comparison also checks which of two equal spans is kept.
+            spans.append({"type": rng.choice(PII_TYPES), "start": start, "end": end, "text": str(number)})
+        assert resolve_overlaps(spans) == reference_resolve_overlaps(spans)
 
 
 def test_adjacent_types_are_both_kept() -> None:
@@ -399,3 +484,70 @@ def test_spans_survive_the_cache() -> None:
         assert scorer.cache_hits == 2
     assert second.table["pii_spans"].to_list() == first.table["pii_spans"].to_list() == [SENTENCE_SPANS, []]
     assert second["pii_total"].to_list() == [7.0, 0.0]
+
+
+# -- long texts -----------------------------------------------------------------------------------
+def find_pii_in_subprocess(text: str, timeout: float) -> dict[str, int]:
+    """Counts per type of :func:`find_pii` on ``text``, run in a child killed after ``timeout`` seconds.
+
+    A child, so that a regression to quadratic time fails at the deadline instead of hanging the run.
+    """
+    code = (
+        "import json, sys; from metrics.pii import count_by_type, find_pii; "
+        "print(json.dumps(count_by_type(find_pii(sys.stdin.read()))))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, check=True, timeout=timeout
+    )
+    counts: dict[str, int] = json.loads(completed.stdout)
+    return counts
+
+
+FIVE_MB = 5_000_000
+# Generous for a slow machine (these take 1-15 s); the quadratic versions took minutes to hours.
+LONG_TEXT_SECONDS = 60
+
+
+@pytest.mark.slow
+def test_five_megabytes_of_email_addresses_take_seconds() -> None:
+    # The pairwise overlap resolution took over 300 s here; now a few seconds.
+    addresses = [f"user{i}.name@mail{i % 97}.example.com" for i in range(FIVE_MB // 34)]
+    counts = find_pii_in_subprocess(" ".join(addresses), timeout=LONG_TEXT_SECONDS)
+    assert counts == {**dict.fromkeys(PII_TYPES, 0), "email": len(addresses)}
+
+
+@pytest.mark.slow
+def test_five_megabytes_of_every_kind_take_seconds() -> None:
+    repeats = FIVE_MB // len(SENTENCE)
+    counts = find_pii_in_subprocess(" ".join([SENTENCE] * repeats), timeout=LONG_TEXT_SECONDS)
+    assert counts == {
+        "email": repeats,
+        "iban": repeats,
+        "credit_card": repeats,
+        "ssn": repeats,
+        "ip_address": 2 * repeats,
+        # phonenumbers gives up on a text after 65,535 rejected candidates (see the module docstring).
+        "phone": counts["phone"],
+    }
+    assert 0 < counts["phone"] <= repeats
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        # Every group starts windows of 13-19 digits, and each copied the rest of the run: minutes.
+        ("4 " * 300_000, 0),
+        # Every group starts an IBAN candidate, and each was tried against every later group: hours.
+        ("GB82 " * 40_000 + "GB82 WEST 1234 5698 7654 32", 1),
+        # Each address was compared with every kept span: minutes.
+        ("1.2.3.4 " * 50_000, 50_000),
+        # Long runs that backtracking regular expressions could make quadratic (never were).
+        ("a@" * 100_000, 0),
+        (":" * 200_000, 0),
+        ("7" * 200_000, 0),
+    ],
+    ids=["digit-groups", "iban-groups", "ipv4", "at-signs", "colons", "digits"],
+)
+def test_pathological_texts_take_linear_time(text: str, spans: int) -> None:
+    assert sum(find_pii_in_subprocess(text, timeout=LONG_TEXT_SECONDS).values()) == spans

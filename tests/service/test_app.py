@@ -583,3 +583,111 @@ def test_nan_helper_is_not_fooled_by_numpy() -> None:
     from evalsuite.service.scoring import _json_value
 
     assert _json_value({"a": [np.float32(0.5), np.nan, math.inf]}) == {"a": [0.5, None, None]}
+
+
+# -- server paths that are not file names ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "path",
+    [
+        '"{root}/a\\u0000b.jsonl"',  # NUL
+        '"{root}/a\\ud800.jsonl"',  # a lone surrogate: valid JSON, not a file name
+        '"{root}/' + "n" * 300 + '.jsonl"',  # a name longer than NAME_MAX
+        '"' + "/a" * 3000 + '"',  # longer than PATH_MAX
+        '""',
+    ],
+)
+def test_a_job_path_that_is_not_a_file_name_gets_422_naming_path(
+    make_client: Any, svc: Any, tmp_path: Path, path: str
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    client = make_client(allowed_paths=(root,))
+    body = '{"path": ' + path.replace("{root}", str(root)) + "}"
+    response = client.post("/v1/jobs", content=body.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    error = svc.error_of(response)
+    assert (error["code"], error["field"]) == ("validation_error", "path")
+
+
+def test_a_job_body_that_is_not_utf8_gets_422(make_client: Any, svc: Any) -> None:
+    response = make_client().post(
+        "/v1/jobs", content=b'{"path": "\xff\xfe.jsonl"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert svc.error_of(response)["field"] == "body"
+
+
+# -- lone surrogates ------------------------------------------------------------------------------
+def post_raw(client: Any, body: str) -> Any:
+    """POST a JSON text as written (``\\ud800`` escapes stay escapes: no encoder refuses them)."""
+    return client.post("/v1/score", content=body.encode(), headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    ("record", "field"),
+    [
+        ('{"prediction": "x \\ud800"}', "records[0].prediction"),
+        ('{"id": "x \\udfff", "prediction": "fine"}', "records[0].id"),
+        ('{"prediction": "fine", "references": ["ok", "\\ud800"]}', "records[0].references"),
+    ],
+)
+def test_a_lone_surrogate_gets_422_naming_the_field(
+    make_client: Any, svc: Any, record: str, field: str
+) -> None:
+    response = post_raw(make_client(), '{"records": [' + record + "]}")
+    assert response.status_code == 422
+    error = svc.error_of(response)
+    assert (error["code"], error["field"]) == ("validation_error", field)
+    assert "lone surrogate" in error["message"]
+
+
+def test_a_lone_surrogate_is_skipped_as_one_record_error(make_client: Any, svc: Any) -> None:
+    body = '{"on_error": "skip", "records": [{"id": "x \\ud800", "prediction": "fine"}, {"id": "ok", "prediction": "good"}]}'
+    response = post_raw(make_client(), body)
+    assert response.status_code == 200
+    result = response.json()
+    assert [row["id"] for row in result["scores"]] == ["ok"]
+    [error] = result["errors"]
+    assert (error["index"], error["field"]) == (0, "records[0].id")
+    assert error["id"] == "x \\ud800"  # the surrogate as visible text: UTF-8 cannot carry it
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"records": [{"\\ud800": "x"}]}', "records[0].prediction"),  # quoted in "fields present"
+        ('{"records": [{"prediction": "x"}], "fields": {"\\ud800": "x"}}', "fields.\\ud800"),
+        ('{"records": [{"prediction": "x"}], "metrics": ["\\ud800"]}', "metrics"),
+        ('{"records": [{"prediction": "x"}], "\\ud800": 1}', "body"),
+    ],
+)
+def test_an_error_quoting_a_lone_surrogate_is_still_json(
+    make_client: Any, svc: Any, body: str, field: str
+) -> None:
+    response = post_raw(make_client(), body)
+    assert response.status_code == 422
+    assert svc.error_of(response)["field"] == field
+    response.content.decode("utf-8")  # valid UTF-8 throughout
+
+
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+def test_a_job_with_a_lone_surrogate_line_skips_it_or_fails_clearly(
+    make_client: Any, svc: Any, on_error: str
+) -> None:
+    client = make_client(metrics={"pii": {}})
+    lines = (
+        b'{"id": "a", "prediction": "fine"}\n'
+        b'{"id": "b", "prediction": "x \\ud800"}\n'
+        b'{"id": "c", "prediction": "good"}\n'
+    )
+    job = client.post("/v1/jobs", files={"file": ("a.jsonl", lines)}, data={"on_error": on_error}).json()
+    done = wait_for_job(client, svc, job["id"])
+    if on_error == "skip":
+        assert (done["state"], done["errors"], done["records_done"]) == ("succeeded", 1, 3)
+        rows = [json.loads(line) for line in client.get(f"/v1/jobs/{job['id']}/results").text.splitlines()]
+        assert [row["id"] for row in rows] == ["a", "c"]
+    else:
+        assert done["state"] == "failed"
+        assert done["error"].startswith(
+            "a.jsonl:2: field 'prediction' is not valid Unicode: a lone surrogate"
+        )

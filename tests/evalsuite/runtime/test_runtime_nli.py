@@ -18,6 +18,10 @@ from transformers import AutoTokenizer, BertForSequenceClassification
 from evalsuite.errors import ConfigError
 from evalsuite.runtime import Runtime, TruncationWarning
 from evalsuite.runtime.nli import NLI_LABELS, label_columns
+from evalsuite.testing import float_tolerance
+
+# Batched against unbatched, or against an independent computation: equal up to float32 rounding.
+FLOAT32 = float_tolerance("float32")
 
 TinyFactory = Callable[..., Path]
 
@@ -152,7 +156,7 @@ def test_columns_are_the_models_softmax_reordered_by_label_name(
     assert got.dtype == torch.float32
     assert got.device.type == "cpu"
     assert got.shape == (len(PAIRS), 3)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, expected, **FLOAT32)
 
 
 @pytest.mark.parametrize("labels", PERMUTATIONS, ids="-".join)
@@ -163,7 +167,7 @@ def test_columns_follow_labels_not_positions(
     reference = Runtime(device="cpu").nli(str(tiny_cross_encoder(NLI_LABELS)), PAIRS)
     permuted_dir = tiny_cross_encoder(labels, classifier_rows=[NLI_LABELS.index(name) for name in labels])
     got = Runtime(device="cpu").nli(str(permuted_dir), PAIRS)
-    torch.testing.assert_close(got, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, reference, **FLOAT32)
     if labels != NLI_LABELS:  # and the test can tell: names alone permuted give other columns
         names_only = Runtime(device="cpu").nli(str(tiny_cross_encoder(labels)), PAIRS)
         assert not torch.allclose(names_only, reference, atol=1e-5, rtol=0)
@@ -174,8 +178,8 @@ def test_two_class_head_fills_entailment_and_neutral_only(tiny_cross_encoder: Ti
     model_dir = tiny_cross_encoder(labels)
     probabilities = model_probabilities(model_dir, PAIRS)
     got = Runtime(device="cpu").nli(str(model_dir), PAIRS)
-    torch.testing.assert_close(got[:, 0], probabilities[:, 1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(got[:, 1], probabilities[:, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[:, 0], probabilities[:, 1], **FLOAT32)
+    torch.testing.assert_close(got[:, 1], probabilities[:, 0], **FLOAT32)
     assert torch.equal(got[:, 2], torch.zeros(len(PAIRS)))
 
 
@@ -186,9 +190,7 @@ def test_unnamed_model_needs_label_map_and_then_matches_named(tiny_cross_encoder
         runtime.nli(str(unnamed_dir), PAIRS)
     label_map = {"LABEL_0": "contradiction", "LABEL_1": "entailment", "LABEL_2": "neutral"}
     named = runtime.nli(str(tiny_cross_encoder(("contradiction", "entailment", "neutral"))), PAIRS)
-    torch.testing.assert_close(
-        runtime.nli(str(unnamed_dir), PAIRS, label_map=label_map), named, atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(runtime.nli(str(unnamed_dir), PAIRS, label_map=label_map), named, **FLOAT32)
 
 
 def test_batch_size_does_not_change_probabilities_and_order_is_kept(tiny_cross_encoder: TinyFactory) -> None:
@@ -196,13 +198,13 @@ def test_batch_size_does_not_change_probabilities_and_order_is_kept(tiny_cross_e
     pairs = [PAIRS[3], PAIRS[0], PAIRS[4], PAIRS[0], PAIRS[6], PAIRS[1], PAIRS[3], PAIRS[5], PAIRS[2]]
     one_by_one = Runtime(device="cpu", batch_size=1).nli(str(model_dir), pairs)
     batched = Runtime(device="cpu", batch_size=64).nli(str(model_dir), pairs)
-    torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched, one_by_one, **FLOAT32)
     # Caller order: each row is its own pair's reference; duplicates get identical rows.
     expected = in_nli_order(model_probabilities(model_dir, pairs), ("neutral", "contradiction", "entailment"))
-    torch.testing.assert_close(batched, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched, expected, **FLOAT32)
     torch.testing.assert_close(batched[1], batched[3], atol=1e-6, rtol=0)
     torch.testing.assert_close(batched[0], batched[6], atol=1e-6, rtol=0)
-    torch.testing.assert_close(batched.sum(dim=1), torch.ones(len(pairs)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched.sum(dim=1), torch.ones(len(pairs)), **FLOAT32)
     assert ((batched >= 0) & (batched <= 1)).all()
 
 
@@ -214,10 +216,11 @@ def test_each_distinct_pair_reaches_the_model_once_per_runtime(tiny_cross_encode
     assert runtime.stats.texts_encoded == 2
     again = runtime.nli(model, [PAIRS[1], PAIRS[2], PAIRS[0]])
     assert (runtime.stats.nli_pairs_requested, runtime.stats.nli_pairs_scored) == (6, 3)
+    # Served from the memo: the very numbers computed before.
     torch.testing.assert_close(again[0], first[1], atol=0, rtol=0)
     torch.testing.assert_close(again[2], first[0], atol=0, rtol=0)
     expected = in_nli_order(model_probabilities(Path(model), [PAIRS[2]]), NLI_LABELS)
-    torch.testing.assert_close(again[1:2], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(again[1:2], expected, **FLOAT32)
 
 
 def test_the_pair_memo_is_bounded_and_keyed_by_label_map(tiny_cross_encoder: TinyFactory) -> None:
@@ -228,7 +231,8 @@ def test_the_pair_memo_is_bounded_and_keyed_by_label_map(tiny_cross_encoder: Tin
     a = runtime.nli(model, PAIRS[:3], label_map=straight)
     assert runtime.stats.nli_pairs_scored == 3
     b = runtime.nli(model, PAIRS[:1], label_map=swapped)  # another label map is another answer
-    torch.testing.assert_close(b[0], a[0].flip(0), atol=0, rtol=0)
+    # b was scored in a batch of 1, a in a batch of 3: equal up to float32 rounding.
+    torch.testing.assert_close(b[0], a[0].flip(0), **float_tolerance(torch.float32))
     runtime.nli(model, PAIRS[:1], label_map=straight)  # evicted by the bound of 2: scored again
     assert runtime.stats.nli_pairs_scored == 5
 
@@ -282,10 +286,10 @@ def test_only_the_premise_is_truncated_counted_and_warned_once(tiny_cross_encode
         )
     # The repeated pair comes from the runtime's memo: only the new one is truncated (and counted).
     assert runtime.stats.truncated_texts == {str(model_dir): 3}
-    torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(again[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0], expected, **FLOAT32)
+    torch.testing.assert_close(again[0], expected, **FLOAT32)
     short = in_nli_order(model_probabilities(model_dir, [PAIRS[0]]), NLI_LABELS)[0]
-    torch.testing.assert_close(got[1], short, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], short, **FLOAT32)
 
 
 def test_a_hypothesis_over_the_limit_is_cut_too_rather_than_failing(tiny_cross_encoder: TinyFactory) -> None:
@@ -298,4 +302,4 @@ def test_a_hypothesis_over_the_limit_is_cut_too_rather_than_failing(tiny_cross_e
     with pytest.warns(TruncationWarning):
         got = runtime.nli(str(model_dir), [pair])
     assert runtime.stats.truncated_texts == {str(model_dir): 1}
-    torch.testing.assert_close(got[0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0], expected, **FLOAT32)
