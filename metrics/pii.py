@@ -362,8 +362,8 @@ def _longest_card_window(
         return None  # no network issues numbers starting with these digits
     # Only windows of 13-19 digits can be cards: bisecting the running counts finds them without
     # walking (or copying) the rest of a long run of groups.
-    shortest = bisect_left(counts, offset + min(CARD_LENGTHS), first)
-    longest = bisect_right(counts, offset + max(CARD_LENGTHS), first) - 1
+    shortest = bisect_left(counts, offset + CARD_LENGTHS[0], first)
+    longest = bisect_right(counts, offset + CARD_LENGTHS[-1], first) - 1
     for stop in range(longest, shortest - 1, -1):
         # Exact cheap checks first, so is_credit_card, which decides, sees few windows of a long run.
         length = counts[stop] - offset
