@@ -422,9 +422,10 @@ def _record_id(raw: RawRecord) -> str | None:
     value = raw.data.get("id")
     if value is None:
         return str(raw.index)
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    try:
+        return str(_normalise("id", value, required=False))  # the very rule validate_record applies
+    except InputError:
         return None
-    return str(value)
 
 
 def _flag_duplicate_ids(records: Iterator[RawRecord], seen: dict[str, str]) -> Iterator[RawRecord]:

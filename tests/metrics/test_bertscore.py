@@ -305,6 +305,7 @@ def test_equals_bert_score_rescaled_with_the_shipped_baseline() -> None:
 def test_duplicate_texts_and_repeated_records_score_alike() -> None:
     records = _records([PAIRS[0], PAIRS[1], PAIRS[0], (PAIRS[1][1], PAIRS[1][0])])
     scores = ours(records)
+    # The runtime embeds each distinct text once, so equal records get the very same numbers.
     torch.testing.assert_close(scores[:, 0], scores[:, 2], atol=0, rtol=0)
     # Swapping candidate and reference swaps precision and recall.
     torch.testing.assert_close(scores[[1, 0, 2], 1], scores[:, 3], atol=ATOL, rtol=0)
