@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from evalsuite.checkpoint import json_encode_nested
+from evalsuite.records.writers import json_encode_nested
 from evalsuite.errors import ConfigError, EvalsuiteError
 from evalsuite.records import CANONICAL_FIELDS
 from evalsuite.results import LazyResults, manifest_path, metric_entries, metric_of_column, scan_results

@@ -9,8 +9,9 @@ The public API, imported lazily so that ``import evalsuite`` stays cheap (no tor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from evalsuite._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -18,10 +19,10 @@ _EXPORTS = {
     "score": "evalsuite.api",
     "Scorer": "evalsuite.api",
     "Results": "evalsuite.results",
-    "list_metrics": "metrics.base",
-    "load_metric": "metrics.base",
-    "register_metric": "metrics.base",
-    "Metric": "metrics.base",
+    "list_metrics": "evalsuite.registry",
+    "load_metric": "evalsuite.registry",
+    "register_metric": "evalsuite.registry",
+    "Metric": "evalsuite.registry",
     "EvalsuiteError": "evalsuite.errors",
     "ConfigError": "evalsuite.errors",
     "InputError": "evalsuite.errors",
@@ -68,14 +69,8 @@ if TYPE_CHECKING:
         ThresholdError,
         UnknownMetricError,
     )
+    from evalsuite.registry import Metric, list_metrics, load_metric, register_metric
     from evalsuite.results import Results
-    from metrics.base import Metric, list_metrics, load_metric, register_metric
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evalsuite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(globals(), _EXPORTS)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 import polars as pl
 
 from evalsuite.cache import ScoreCache
-from evalsuite.checkpoint import ChunkedWriter, table_from_rows, warn_json_text
+from evalsuite.checkpoint import ChunkedWriter
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.records import (
     CANONICAL_FIELDS,
@@ -27,11 +27,13 @@ from evalsuite.records import (
     error_entry,
     file_sha256,
     iter_chunks,
+    table_from_rows,
     validate_record,
+    warn_json_text,
 )
+from evalsuite.registry import Metric, load_metric
 from evalsuite.results import Results, manifest_path, summarize, write_manifest
 from evalsuite.runtime import Runtime
-from metrics.base import Metric, load_metric
 
 OnError = Literal["fail", "skip"]
 MetricSpec = str | Metric

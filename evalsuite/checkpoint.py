@@ -29,73 +29,50 @@ import re
 import shutil
 import socket
 import time
-import warnings
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import polars as pl
-from polars.datatypes import DataTypeClass
 
+from evalsuite._validation import check_positive_int
 from evalsuite.errors import ConfigError, ResumeError
+from evalsuite.records.tables import JSON_COLUMNS_KEY, table_from_rows, unify_parts
+from evalsuite.records.writers import (
+    TMP_SUFFIX,
+    commit_file,
+    fsync_dir,
+    json_line,
+    output_format,
+    write_bytes_atomically,
+    write_table,
+)
+
+__all__ = ["ChunkedWriter", "OutputLock", "table_from_rows"]
+
 
 try:  # POSIX only: elsewhere two runs into one output are not kept apart.
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-OUTPUT_FORMATS = (".jsonl", ".parquet", ".csv")
 
 _JOB_FILE = "job.json"
+
+
 _JOB_FORMAT = 1
+
+
 # Written into staging before the joined errors file is committed beside OUT: from then on that
 # file is this job's own, and a resumed finalize may replace or delete it.
 _OWNS_ERRORS_FILE = "owns-errors-file"
+
+
 _PART = re.compile(r"part-(\d{6})\.parquet")
+
+
 _ERRORS = re.compile(r"errors-(\d{6})\.jsonl")
-_TMP_SUFFIX = ".tmp"
-_DataType = pl.DataType | DataTypeClass  # polars gives either, e.g. pl.Int64 or pl.List(pl.Int64)
-# Parquet key-value metadata of a part: the metadata columns written as JSON text in it.
-_JSON_COLUMNS_KEY = "evalsuite:json_columns"
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is only durable once its directory entry is flushed.
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as fh:
-        os.fsync(fh.fileno())
-
-
-def commit_file(tmp: Path, final: Path) -> None:
-    """Make a fully written temp file durable, then atomically give it its final name."""
-    _fsync_file(tmp)
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-def _write_bytes_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + _TMP_SUFFIX)
-    tmp.write_bytes(data)
-    commit_file(tmp, path)
-
-
-def json_line(row: Mapping[str, Any]) -> bytes:
-    """One JSON line, readable text where it can be; a lone surrogate (not encodable) is escaped."""
-    text = json.dumps(row, ensure_ascii=False, default=str)
-    try:
-        return (text + "\n").encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(row, ensure_ascii=True, default=str) + "\n").encode("ascii")
 
 
 def _same_file(path: Path, inputs: Iterable[Path]) -> Path | None:
@@ -189,15 +166,8 @@ class ChunkedWriter:
         manifest: str | os.PathLike[str] | None = None,
     ) -> None:
         self.out = Path(out)
-        self.format = self.out.suffix.lower()
-        if self.format not in OUTPUT_FORMATS:
-            raise ConfigError(
-                f"cannot write {os.fspath(out)!r}: unsupported output type; "
-                f"expected one of {', '.join(OUTPUT_FORMATS)}"
-            )
-        if chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.chunk_size = chunk_size
+        self.format = output_format(out)
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
         self.staging = self.out.with_name(self.out.name + ".partial")
         self.errors_path = self.out.with_suffix(".errors.jsonl")
         self.manifest = Path(manifest) if manifest is not None else None
@@ -260,7 +230,7 @@ class ChunkedWriter:
         if not path.exists():
             return
         leftovers = (
-            [child for child in path.iterdir() if not child.name.endswith(_TMP_SUFFIX)]
+            [child for child in path.iterdir() if not child.name.endswith(TMP_SUFFIX)]
             if path.is_dir()
             else [path]
         )
@@ -301,7 +271,7 @@ class ChunkedWriter:
         # No job file: the previous run died before writing anything worth keeping.
         self._remove_own_dir(self.staging)
         self.staging.mkdir(parents=True)
-        _write_bytes_atomically(job_file, json.dumps(self._job, indent=2, sort_keys=True).encode("utf-8"))
+        write_bytes_atomically(job_file, json.dumps(self._job, indent=2, sort_keys=True).encode("utf-8"))
         return 0
 
     def _recover(self) -> int:
@@ -313,7 +283,7 @@ class ChunkedWriter:
         for path in self.staging.iterdir():
             part, errors = _PART.fullmatch(path.name), _ERRORS.fullmatch(path.name)
             stale = (
-                path.name.endswith(_TMP_SUFFIX)
+                path.name.endswith(TMP_SUFFIX)
                 or (part is not None and int(part.group(1)) >= completed)
                 or (errors is not None and int(errors.group(1)) >= completed)
             )
@@ -354,10 +324,10 @@ class ChunkedWriter:
             raise ValueError(f"expected chunk {self._completed}, got chunk {chunk_index}")
         if errors:
             lines = b"".join(json_line(row) for row in errors)
-            _write_bytes_atomically(self.staging / f"errors-{chunk_index:06d}.jsonl", lines)
+            write_bytes_atomically(self.staging / f"errors-{chunk_index:06d}.jsonl", lines)
         part = self.staging / f"part-{chunk_index:06d}.parquet"
-        tmp = part.with_name(part.name + _TMP_SUFFIX)
-        table.write_parquet(tmp, metadata={_JSON_COLUMNS_KEY: json.dumps(sorted(json_columns))})
+        tmp = part.with_name(part.name + TMP_SUFFIX)
+        table.write_parquet(tmp, metadata={JSON_COLUMNS_KEY: json.dumps(sorted(json_columns))})
         commit_file(tmp, part)
         self._completed += 1
 
@@ -372,7 +342,7 @@ class ChunkedWriter:
         parts = [self.staging / f"part-{i:06d}.parquet" for i in range(self._completed)]
         errors = [self.staging / f"errors-{i:06d}.jsonl" for i in range(self._completed)]
         errors_path = self._join_errors([p for p in errors if p.is_file()])
-        tmp = self.staging / ("output" + _TMP_SUFFIX)
+        tmp = self.staging / ("output" + TMP_SUFFIX)
         self.json_columns = self._join_parts(parts, tmp)
         commit_file(tmp, self.out)
         self._finalized = True
@@ -385,7 +355,7 @@ class ChunkedWriter:
             # Rename before deleting: a crash mid-delete must not leave a staging dir without its job
             # file, which a re-run would take for a fresh start of a job that has in fact finished.
             os.replace(self.staging, self._trash)
-            _fsync_dir(self.out.parent)
+            fsync_dir(self.out.parent)
             shutil.rmtree(self._trash)
         self._lock.release()
 
@@ -405,8 +375,8 @@ class ChunkedWriter:
             if self.errors_path.exists() and self._owns_errors_file():
                 self.errors_path.unlink()  # stale from an earlier run into this output
             return None
-        _write_bytes_atomically(self.staging / _OWNS_ERRORS_FILE, b"")
-        tmp = self.staging / ("errors" + _TMP_SUFFIX)
+        write_bytes_atomically(self.staging / _OWNS_ERRORS_FILE, b"")
+        tmp = self.staging / ("errors" + TMP_SUFFIX)
         with tmp.open("wb") as sink:
             for path in files:
                 with path.open("rb") as source:
@@ -422,188 +392,10 @@ class ChunkedWriter:
             else:
                 tmp.write_bytes(b"")
             return []
-        frames, json_columns = _unify_parts(parts)
+        frames, json_columns = unify_parts(parts)
         # diagonal_relaxed: chunks may lack a column or have it all-null (dtype Null) where others do not.
-        frame = pl.concat(frames, how="diagonal_relaxed")
-        if self.format == ".parquet":
-            frame.sink_parquet(tmp)
-        elif self.format == ".jsonl":
-            frame.sink_ndjson(tmp)
-        else:
-            frame.with_columns(json_encode_nested(frame.collect_schema())).sink_csv(tmp)
+        write_table(pl.concat(frames, how="diagonal_relaxed"), tmp, fmt=self.format)
         return json_columns
-
-
-# --------------------------------------------------------------------------------------------
-# Tables whose columns have no one type
-
-
-def table_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, list[str]]:
-    """A table of ``rows``; a column whose values have no one type is written as JSON text.
-
-    Returns the table and those columns. Parquet (and so every chunk) needs one type per column:
-    polars would otherwise turn ``{"a": 1}`` beside ``[1]`` into a struct, or ``1`` beside ``"a"``
-    into text, without a word. Whole numbers beside fractions are one type (numbers, as JSON says).
-    """
-    if not rows:
-        return pl.DataFrame(), []
-    names = list(dict.fromkeys(name for row in rows for name in row))
-    mixed = [name for name in names if not _has_one_type(row.get(name) for row in rows)]
-    if mixed:
-        rows = [{**row, **{name: _json_text(row.get(name)) for name in mixed}} for row in rows]
-    table = pl.DataFrame(rows, infer_schema_length=None, strict=False)
-    return table.select(names), mixed
-
-
-def _json_text(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
-
-
-class _NoOneTypeError(Exception):
-    pass
-
-
-def _has_one_type(values: Iterable[Any]) -> bool:
-    shape: Any = None
-    try:
-        for value in values:
-            shape = _merge(shape, _shape(value))
-    except _NoOneTypeError:
-        return False
-    return True
-
-
-def _shape(value: Any) -> Any:
-    """The type of a JSON-like value as polars would store it: ``None`` (unknown), a name, or a
-    ``("list", item)`` / ``("struct", {key: shape})`` pair."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**63:
-            raise _NoOneTypeError  # beyond 64 bits: only text holds it
-        return "number"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, Mapping):
-        if not value:
-            raise _NoOneTypeError  # Parquet cannot store a struct without fields
-        return ("struct", {str(key): _shape(item) for key, item in value.items()})
-    if isinstance(value, list | tuple):
-        item_shape: Any = None
-        for item in value:
-            item_shape = _merge(item_shape, _shape(item))
-        return ("list", item_shape)
-    return type(value).__name__  # dates, bytes... as polars reads them from Parquet
-
-
-def _merge(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None or a == b:
-        return a
-    if isinstance(a, tuple) and isinstance(b, tuple) and a[0] == b[0]:
-        if a[0] == "list":
-            return ("list", _merge(a[1], b[1]))
-        fields = dict(a[1])
-        for key, shape in b[1].items():
-            fields[key] = _merge(fields.get(key), shape)
-        return ("struct", fields)
-    raise _NoOneTypeError
-
-
-def _unify_parts(parts: list[Path]) -> tuple[list[pl.LazyFrame], list[str]]:
-    """The parts as frames that concatenate, and the columns that had to become JSON text.
-
-    A column is JSON text in every part when one part wrote it so, or when two parts hold it as
-    types that do not widen into one (only null, whole numbers into floats, and structs into a
-    struct with the fields of both do).
-    """
-    schemas = [pl.read_parquet_schema(part) for part in parts]
-    encoded = [set(json.loads(pl.read_parquet_metadata(part).get(_JSON_COLUMNS_KEY, "[]"))) for part in parts]
-    as_json: set[str] = set().union(*encoded)
-    dtypes: dict[str, _DataType] = {}
-    for schema in schemas:
-        for name, dtype in schema.items():
-            if name in as_json:
-                continue
-            if name not in dtypes:
-                dtypes[name] = dtype
-                continue
-            widened = _widen(dtypes[name], dtype)
-            if widened is None:
-                as_json.add(name)
-            else:
-                dtypes[name] = widened
-    frames = []
-    for part, schema, done in zip(parts, schemas, encoded, strict=True):
-        frame = pl.scan_parquet(part)
-        todo = [name for name in schema if name in as_json and name not in done]
-        if todo:
-            frame = frame.with_columns(
-                pl.col(name).map_batches(_to_json_strings, return_dtype=pl.String, is_elementwise=True)
-                for name in todo
-            )
-        frames.append(frame)
-    columns = sorted(as_json)
-    warn_json_text(columns)
-    return frames, columns
-
-
-def warn_json_text(columns: Sequence[str]) -> None:
-    """Say which columns were stored as JSON text because their values had no one type."""
-    if columns:
-        warnings.warn(
-            f"column(s) {', '.join(map(repr, columns))} hold values of more than one type (e.g. an object "
-            "in one record, a list in another): they are written as JSON text",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _widen(a: _DataType, b: _DataType) -> _DataType | None:
-    """The type both ``a`` and ``b`` fit without loss, or ``None``."""
-    if a == b:
-        return a
-    if a == pl.Null:
-        return b
-    if b == pl.Null:
-        return a
-    numbers = (pl.Int64, pl.Float64)
-    if a in numbers and b in numbers:
-        return pl.Float64()
-    if isinstance(a, pl.List) and isinstance(b, pl.List):
-        inner = _widen(a.inner, b.inner)
-        return None if inner is None else pl.List(inner)
-    if isinstance(a, pl.Struct) and isinstance(b, pl.Struct):
-        fields: dict[str, _DataType] = {field.name: field.dtype for field in a.fields}
-        for field in b.fields:
-            if field.name in fields:
-                widened = _widen(fields[field.name], field.dtype)
-                if widened is None:
-                    return None
-                fields[field.name] = widened
-            else:
-                fields[field.name] = field.dtype
-        return pl.Struct(fields)
-    return None
-
-
-def json_encode_nested(schema: pl.Schema) -> list[pl.Expr]:
-    """CSV cannot hold lists or structs: write them as JSON text (which the readers decode back)."""
-    return [
-        pl.col(name).map_batches(_to_json_strings, return_dtype=pl.String, is_elementwise=True)
-        for name, dtype in schema.items()
-        if dtype.is_nested()
-    ]
-
-
-def _to_json_strings(series: pl.Series) -> pl.Series:
-    values = [_json_text(value) for value in series.to_list()]
-    return pl.Series(series.name, values, dtype=pl.String)
 
 
 def _differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:

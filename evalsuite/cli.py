@@ -161,7 +161,7 @@ def score(
     """
     from evalsuite.api import Scorer
     from evalsuite.records import count_records, parse_field_mapping
-    from metrics.base import load_metric
+    from evalsuite.registry import load_metric
 
     with exit_on_error():
         thresholds = parse_thresholds(fail_under or [])
@@ -286,7 +286,7 @@ def _summary_table(summary: Any) -> Table:
 @app.command("metrics")
 def list_metrics_command() -> None:
     """List the registered metrics: fields they need, scores, direction and default config."""
-    from metrics.base import get_metric_class, list_metrics
+    from evalsuite.registry import get_metric_class, list_metrics
 
     table = Table(title="metrics", title_justify="left")
     table.add_column("metric", no_wrap=True, style="bold")

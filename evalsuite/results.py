@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import scipy.stats
 
-from evalsuite.checkpoint import commit_file, json_encode_nested
+from evalsuite.records.writers import commit_file, json_encode_nested
 from evalsuite.errors import ConfigError, ThresholdError
 
 __all__ = [

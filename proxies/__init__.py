@@ -10,6 +10,7 @@ Example:
 Importing this package imports neither scikit-learn nor torch; fitting, loading and embedding do.
 """
 
+from evalsuite._lazy import lazy_exports
 from proxies.cascade import CascadePlan, agreement_curve, plan_cascade, realised_agreement
 from proxies.features import (
     TEXT_STATISTICS,
@@ -49,10 +50,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # Persistence imports skops only when used.
-    if name in ("load_predictor", "save_predictor"):
-        from proxies import persistence
-
-        return getattr(persistence, name)
-    raise AttributeError(f"module 'proxies' has no attribute {name!r}")
+# Persistence imports skops only when used.
+__getattr__ = lazy_exports(
+    globals(), {"load_predictor": "proxies.persistence", "save_predictor": "proxies.persistence"}
+)

@@ -19,7 +19,7 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from evalsuite.checkpoint import json_encode_nested
+from evalsuite.records.writers import json_encode_nested
 from evalsuite.cli_common import exit_on_error
 from evalsuite.errors import (
     ConfigError,

@@ -23,7 +23,7 @@ from ray.data.block import BlockMetadata
 from evalsuite.api import OnError, Scorer
 from evalsuite.errors import EvalsuiteError
 from evalsuite.records import RawRecord, iter_chunks
-from metrics.base import Metric
+from evalsuite.registry import Metric
 
 RECORDS_SCHEMA = pa.schema([("index", pa.int64()), ("record", pa.binary())])
 # Per input record: its scored row or its error row. On a batch's first row only: "stats", and

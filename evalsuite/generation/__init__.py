@@ -11,8 +11,9 @@ lazily, so ``import evalsuite.generation`` (and the CLI) does not import torch::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from evalsuite._lazy import lazy_exports
 
 _EXPORTS = {
     "generate": "evalsuite.generation.generator",
@@ -73,8 +74,4 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evalsuite.generation' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(globals(), _EXPORTS)

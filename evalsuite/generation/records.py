@@ -26,10 +26,10 @@ import polars as pl
 import torch
 import transformers
 
-from evalsuite.checkpoint import ChunkedWriter, table_from_rows
+from evalsuite.checkpoint import ChunkedWriter
 from evalsuite.generation.generator import Completion, TextGenerator
 from evalsuite.generation.speculative import GenerationOptions, GenerationStats, Progress
-from evalsuite.records import CANONICAL_FIELDS, file_sha256, iter_chunks, validate_record
+from evalsuite.records import CANONICAL_FIELDS, file_sha256, iter_chunks, table_from_rows, validate_record
 
 GENERATION_COLUMNS = ("generation_tokens", "generation_finish", "generation_acceptance_rate")
 

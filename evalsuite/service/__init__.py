@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from evalsuite._lazy import lazy_exports
 from evalsuite.errors import MissingDependencyError
 
 __all__ = ["ServiceSettings", "check_dependencies", "create_app"]
@@ -43,8 +44,4 @@ def check_dependencies() -> None:
         )
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evalsuite.service' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(globals(), _EXPORTS)

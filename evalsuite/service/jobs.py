@@ -38,9 +38,8 @@ from typing import Any, BinaryIO, Literal
 from pydantic import BaseModel
 
 from evalsuite.api import Scorer
-from evalsuite.checkpoint import commit_file
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, ResumeError
-from evalsuite.records import CANONICAL_FIELDS, SUPPORTED_EXTENSIONS, count_records
+from evalsuite.records import CANONICAL_FIELDS, SUPPORTED_EXTENSIONS, commit_file, count_records
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
 OnError = Literal["fail", "skip"]

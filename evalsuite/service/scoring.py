@@ -25,7 +25,7 @@ from evalsuite.records import CANONICAL_FIELDS, RawRecord, apply_field_mapping, 
 from evalsuite.results import summarize
 from evalsuite.runtime.microbatch import FairLock, MicroBatcher
 from evalsuite.service.settings import ServiceSettings
-from metrics.base import Metric
+from evalsuite.registry import Metric
 
 __all__ = ["ServedMetrics", "ServiceOverloadedError", "check_field_mapping", "record_cost"]
 

@@ -1,4 +1,4 @@
-"""Tests of metrics.base: the lazy registry, plugins, config errors and config hashes."""
+"""Tests of evalsuite.registry (re-exported by metrics.base): the lazy registry, plugins, config errors and config hashes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import metrics.base
+import evalsuite.registry
 from evalsuite.api import Scorer
 from evalsuite.errors import ConfigError, UnknownMetricError
 from metrics.base import Metric, Scores, get_metric_class, list_metrics, load_metric, register_metric
@@ -54,7 +54,7 @@ class NotAMetric:
 @pytest.fixture(autouse=True)
 def _private_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     # Registrations made by a test must not leak into the contract suite or other tests.
-    monkeypatch.setattr(metrics.base, "_registered", dict(metrics.base._registered))
+    monkeypatch.setattr(evalsuite.registry, "_registered", dict(evalsuite.registry._registered))
 
 
 def test_builtin_metrics_are_listed() -> None:
@@ -129,7 +129,9 @@ def test_registering_under_another_name_is_a_config_error() -> None:
 
 
 def test_entry_point_plugins_are_listed_and_loadable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics.base, "_entry_point_targets", lambda: {"myplug": f"{__name__}:PluginMetric"})
+    monkeypatch.setattr(
+        evalsuite.registry, "_entry_point_targets", lambda: {"myplug": f"{__name__}:PluginMetric"}
+    )
     assert "myplug" in list_metrics()
     metric = load_metric("myplug", scale=3.0)
     assert type(metric) is PluginMetric
@@ -139,13 +141,15 @@ def test_entry_point_plugins_are_listed_and_loadable(monkeypatch: pytest.MonkeyP
 
 def test_a_plugin_cannot_shadow_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        metrics.base, "_entry_point_targets", lambda: {"bertscore": f"{__name__}:PluginMetric"}
+        evalsuite.registry, "_entry_point_targets", lambda: {"bertscore": f"{__name__}:PluginMetric"}
     )
     assert get_metric_class("bertscore").__module__ == "metrics.bertscore"
 
 
 def test_an_entry_point_to_a_non_metric_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics.base, "_entry_point_targets", lambda: {"broken": f"{__name__}:NotAMetric"})
+    monkeypatch.setattr(
+        evalsuite.registry, "_entry_point_targets", lambda: {"broken": f"{__name__}:NotAMetric"}
+    )
     with pytest.raises(ConfigError, match="not a Metric subclass"):
         load_metric("broken")
 
