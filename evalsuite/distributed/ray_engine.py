@@ -1,7 +1,7 @@
 """Score one file on a Ray cluster, with the local engine's output, resume and manifest.
 
 Ray Data streams the file's records (read on the driver's node) to a fixed pool of actors; each
-actor holds one :class:`~evalsuite.api.Scorer`, so its models load once, on the GPUs Ray gives it.
+actor holds one :class:`~evalsuite.run.Work`, so its models load once, on the GPUs Ray gives it.
 The scored rows stream back to the driver in input order and are committed chunk by chunk by the
 same :class:`~evalsuite.checkpoint.ChunkedWriter` as the local engine.
 
@@ -23,19 +23,19 @@ import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from evalsuite._validation import check_positive_int, invalid
 from evalsuite.errors import ConfigError, MissingDependencyError
-from evalsuite.records import count_records
+from evalsuite.run import ChunkResult, EngineReport, FileJob, RunStats, Work, commit_chunk
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from evalsuite.api import OnError, Progress, Scorer
     from evalsuite.checkpoint import ChunkedWriter
+    from evalsuite.run import Progress
 
 # Ray's INFO lines (execution plans, per-operator progress) would drown the caller's progress bar;
 # warnings still show, but the one saying Ray's progress bars are off, as they are on purpose.
@@ -78,31 +78,22 @@ class RayEngine:
     quiet: bool = True  # hide Ray's INFO logs and the workers' output
 
     def __post_init__(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"workers must be a positive integer, got {self.workers}")
+        if self.workers is not None:
+            check_positive_int("workers", self.workers)
         if self.gpus_per_worker < 0:
-            raise ConfigError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
+            raise invalid("gpus_per_worker", "a number >= 0", self.gpus_per_worker)
         import_ray()  # fail before any work, not after the driver's validation pass
 
-    def write_chunks(
-        self,
-        scorer: Scorer,
-        source: Path,
-        writer: ChunkedWriter,
-        *,
-        fields: Mapping[str, str] | None,
-        on_error: OnError,
-        progress: Progress | None,
-    ) -> dict[str, Any]:
+    def write_chunks(self, work: Work, job: FileJob, writer: ChunkedWriter) -> EngineReport:
         ray = import_ray()
-        remaining = (count_records(source) or 0) - writer.records_done
+        remaining = job.records - writer.records_done
         facts: dict[str, Any] = {"name": "ray", "ray_version": ray.__version__, "address": self.address}
         if remaining <= 0:  # finished already (a resumed run) or empty: no cluster needed
-            return {"engine": facts}
+            return EngineReport({"engine": facts})
         with _quiet_ray(self.quiet), self._connected(ray) as started_here:
             workers = self._pool_size(ray, check=started_here)
-            scored = self._scored_dataset(ray, scorer, source, writer, fields, on_error, workers, remaining)
-            tally = _commit_in_order(scored, scorer, writer, progress)
+            scored = self._scored_dataset(ray, work, job, writer, workers, remaining)
+            tally = _commit_in_order(scored, work, writer, job.progress)
             facts.update(
                 started_local_cluster=started_here,
                 cluster_resources={k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")},
@@ -115,7 +106,8 @@ class RayEngine:
             worker_runtimes=tally.runtimes,
         )
         # The manifest's device and dtype are where the scores were computed: on the workers.
-        return {"engine": facts, **({"runtime": tally.runtimes[0]} if tally.runtimes else {})}
+        runtime = {"runtime": tally.runtimes[0]} if tally.runtimes else {}
+        return EngineReport({"engine": facts, **runtime}, tally.stats)
 
     @contextmanager
     def _connected(self, ray: Any) -> Iterator[bool]:
@@ -157,32 +149,28 @@ class RayEngine:
         return workers
 
     def _scored_dataset(
-        self,
-        ray: Any,
-        scorer: Scorer,
-        source: Path,
-        writer: ChunkedWriter,
-        fields: Mapping[str, str] | None,
-        on_error: OnError,
-        workers: int,
-        remaining: int,
+        self, ray: Any, work: Work, job: FileJob, writer: ChunkedWriter, workers: int, remaining: int
     ) -> Iterable[pa.Table]:
         from evalsuite.distributed.ray_worker import RecordsDatasource, ScoringActor
 
         datasource = RecordsDatasource(
-            source, fields=fields, skip=writer.records_done, block_size=writer.chunk_size, records=remaining
+            job.source,
+            fields=job.fields,
+            skip=writer.records_done,
+            block_size=writer.chunk_size,
+            records=remaining,
         )
         records = ray.data.read_datasource(datasource, num_cpus=0)
         context = records.context  # this dataset's own copy: the caller's global context is untouched
         context.execution_options.preserve_order = True  # chunks are committed in input order
         context.enable_progress_bars = False  # the caller shows progress (the CLI's bar)
         context.print_on_execution_start = False
-        options = dict(scorer.options)
-        if options["device"] == "auto" and not self.gpus_per_worker:
-            options["device"] = "cpu"  # never a GPU that Ray did not assign to this actor
+        settings = work.settings
+        if settings.device == "auto" and not self.gpus_per_worker:
+            settings = replace(settings, device="cpu")  # never a GPU that Ray did not assign to this actor
         scored = records.map_batches(
             ScoringActor,
-            fn_constructor_kwargs={"metrics": scorer.metrics, "options": options, "on_error": on_error},
+            fn_constructor_kwargs={"metrics": work.metrics, "settings": settings, "on_error": job.on_error},
             compute=ray.data.ActorPoolStrategy(size=workers),
             # Even shares for small inputs, so every worker gets some; at most a chunk per call.
             batch_size=max(1, min(writer.chunk_size, math.ceil(remaining / workers))),
@@ -201,22 +189,18 @@ class _WorkerTally:
     actors: set[str] = field(default_factory=set)
     nodes: set[str] = field(default_factory=set)
     runtimes: list[dict[str, Any]] = field(default_factory=list)
+    stats: RunStats = field(default_factory=RunStats)
 
-    def add(self, stats: Mapping[str, Any], scorer: Scorer) -> None:
-        self.actors.add(stats["actor"])
-        self.nodes.add(stats["node"])
-        if stats["runtime"] not in self.runtimes:
-            self.runtimes.append(stats["runtime"])
-        # Summed into the driver's scorer, so the CLI and the manifest read them as after a local run.
-        scorer.cache_hits += stats["cache_hits"]
-        scorer.cache_misses += stats["cache_misses"]
-        truncated = scorer.runtime.stats.truncated_texts
-        for model, count in stats["truncated_texts"].items():
-            truncated[model] = truncated.get(model, 0) + count
+    def add(self, report: Mapping[str, Any]) -> None:
+        self.actors.add(report["actor"])
+        self.nodes.add(report["node"])
+        if report["runtime"] not in self.runtimes:
+            self.runtimes.append(report["runtime"])
+        self.stats.add(report["stats"])
 
 
 def _commit_in_order(
-    batches: Iterable[pa.Table], scorer: Scorer, writer: ChunkedWriter, progress: Progress | None
+    batches: Iterable[pa.Table], work: Work, writer: ChunkedWriter, progress: Progress | None
 ) -> _WorkerTally:
     """Regroup the scored records into the writer's chunks and commit each one when it is complete."""
     import pickle
@@ -236,10 +220,10 @@ def _commit_in_order(
                 raise RuntimeError(f"the Ray engine returned record {index} where record {expected} was due")
             expected += 1
             if index // writer.chunk_size != chunk_index:
-                scorer.commit_chunk(writer, chunk_index, rows, errors)
+                commit_chunk(work, writer, chunk_index, ChunkResult(rows, errors, RunStats()))
                 rows, errors, chunk_index = [], [], chunk_index + 1
             if stats is not None:
-                tally.add(pickle.loads(stats), scorer)
+                tally.add(pickle.loads(stats))
             if error is not None:
                 errors.append(pickle.loads(error))
             else:
@@ -247,7 +231,7 @@ def _commit_in_order(
         if progress:
             progress(batch.num_rows)
     if rows or errors:
-        scorer.commit_chunk(writer, chunk_index, rows, errors)
+        commit_chunk(work, writer, chunk_index, ChunkResult(rows, errors, RunStats()))
     return tally
 
 

@@ -20,10 +20,10 @@ import ray
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from evalsuite.api import OnError, Scorer
 from evalsuite.errors import EvalsuiteError
 from evalsuite.records import RawRecord, iter_chunks
 from evalsuite.registry import Metric
+from evalsuite.run import ChunkResult, OnError, Work, WorkSettings
 
 RECORDS_SCHEMA = pa.schema([("index", pa.int64()), ("record", pa.binary())])
 # Per input record: its scored row or its error row. On a batch's first row only: "stats", and
@@ -97,63 +97,47 @@ class RecordsDatasource(Datasource):
 
 
 class ScoringActor:
-    """One :class:`Scorer` per Ray actor: its models load once and serve every batch it is given."""
+    """One :class:`Work` per Ray actor: its models load once and serve every batch it is given."""
 
-    def __init__(self, metrics: Sequence[Metric], options: Mapping[str, Any], on_error: OnError) -> None:
-        self._scorer: Scorer | None = None
+    def __init__(self, metrics: Sequence[Metric], settings: WorkSettings, on_error: OnError) -> None:
+        self._work: Work | None = None
         self._failure: EvalsuiteError | None = None
         try:
             # The driver's metric objects, with any corpus statistics they were fitted with.
-            self._scorer = Scorer(list(metrics), **options)
+            self._work = Work.build(list(metrics), settings)
         except EvalsuiteError as error:
             self._failure = error  # reported with the first batch: Ray would retry a failed __init__
         self._on_error = on_error
         context = ray.get_runtime_context()
         self._where = {"actor": context.get_actor_id(), "node": context.get_node_id()}
-        self._reported: tuple[int, int, dict[str, int]] = (0, 0, {})
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         chunk: list[RawRecord] = [pickle.loads(value) for value in batch.column("record").to_pylist()]
         indices = [raw.index for raw in chunk]
         failure = self._failure
-        if failure is None and self._scorer is not None:
+        if failure is None and self._work is not None:
             try:
-                rows, errors = self._score(chunk, self._scorer)
-                return _scored_table(indices, rows, errors, stats=self._stats_since_last_batch(self._scorer))
+                result = self._work.run(chunk, self._on_error)
+                rows, errors = _per_record(chunk, result)
+                report = {**self._where, "runtime": self._work.runtime.describe(), "stats": result.stats}
+                return _scored_table(indices, rows, errors, stats=report)
             except EvalsuiteError as error:
                 failure = error
         nothing: list[bytes | None] = [None] * len(chunk)
         return _scored_table(indices, nothing, nothing, failure=failure)
 
-    def _score(self, chunk: list[RawRecord], scorer: Scorer) -> tuple[list[bytes | None], list[bytes | None]]:
-        """Per record, in input order: its pickled scored row, or its pickled error row."""
-        rows, errors = scorer.score_chunk(chunk, self._on_error)
-        bad = {entry["index"]: entry for entry in errors}
-        scored = iter(rows)  # the rows of the valid records, in input order
-        row_column: list[bytes | None] = []
-        error_column: list[bytes | None] = []
-        for raw in chunk:
-            failed = bad.get(raw.index)
-            row_column.append(_dumps(next(scored)) if failed is None else None)
-            error_column.append(None if failed is None else _dumps(failed))
-        return row_column, error_column
 
-    def _stats_since_last_batch(self, scorer: Scorer) -> dict[str, Any]:
-        """What the manifest sums over workers: cache use and truncated texts, and where it ran."""
-        hits, misses, truncated_before = self._reported
-        truncated = dict(scorer.runtime.stats.truncated_texts)
-        self._reported = (scorer.cache_hits, scorer.cache_misses, truncated)
-        return {
-            **self._where,
-            "runtime": scorer.runtime.describe(),
-            "cache_hits": scorer.cache_hits - hits,
-            "cache_misses": scorer.cache_misses - misses,
-            "truncated_texts": {
-                model: count - truncated_before.get(model, 0)
-                for model, count in truncated.items()
-                if count != truncated_before.get(model, 0)
-            },
-        }
+def _per_record(chunk: list[RawRecord], result: ChunkResult) -> tuple[list[bytes | None], list[bytes | None]]:
+    """Per record, in input order: its pickled scored row, or its pickled error row."""
+    bad = {entry["index"]: entry for entry in result.errors}
+    scored = iter(result.rows)  # the rows of the valid records, in input order
+    row_column: list[bytes | None] = []
+    error_column: list[bytes | None] = []
+    for raw in chunk:
+        failed = bad.get(raw.index)
+        row_column.append(_dumps(next(scored)) if failed is None else None)
+        error_column.append(None if failed is None else _dumps(failed))
+    return row_column, error_column
 
 
 def _scored_table(

@@ -13,10 +13,14 @@ import io
 import os
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from evalsuite.errors import ConfigError, InputError
+
+_BLOCK = 1 << 20
+Digest = Any  # a hashlib object: update(bytes-like)
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet", ".csv")
 
@@ -45,11 +49,44 @@ def checked_path(source: str | os.PathLike[str]) -> tuple[Path, str]:
     return path, ext
 
 
-def open_binary(path: Path, ext: str) -> gzip.GzipFile | io.BufferedReader:
-    return gzip.open(path, "rb") if ext.endswith(".gz") else path.open("rb")
+class _HashingReader(io.RawIOBase):
+    """A raw file that feeds every byte read into ``digest``: a file is hashed as it is parsed."""
+
+    def __init__(self, raw: IO[bytes], digest: Digest) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if count:
+            self._digest.update(memoryview(buffer)[:count])
+        return count or 0
+
+    def close(self) -> None:
+        # Hash what the parser left unread (a gzip trailer, a cut stream), so the digest is the file's.
+        if not self.closed and not self._raw.closed:
+            while block := self._raw.read(_BLOCK):
+                self._digest.update(block)
+            self._raw.close()
+        super().close()
 
 
-def jsonl_lines(path: Path, ext: str, name: str) -> Iterator[tuple[int, bytes | None, str | None]]:
+@contextmanager
+def open_binary(path: Path, ext: str, digest: Digest | None = None) -> Iterator[IO[bytes]]:
+    """The file's bytes (decompressed for ``.gz``); with ``digest``, the whole file is hashed too."""
+    raw: IO[bytes] = path.open("rb", buffering=0)
+    if digest is not None:
+        raw = io.BufferedReader(_HashingReader(raw, digest), _BLOCK)  # type: ignore[arg-type]
+    with raw, gzip.GzipFile(fileobj=raw, mode="rb") if ext.endswith(".gz") else io.BufferedReader(raw) as fh:  # type: ignore[arg-type]
+        yield fh
+
+
+def jsonl_lines(
+    path: Path, ext: str, name: str, digest: Digest | None = None
+) -> Iterator[tuple[int, bytes | None, str | None]]:
     """``(line number, line, None)`` for each non-blank line, then ``(n, None, why)`` if the file is cut.
 
     A compressed stream that breaks off (a truncated download) ends the file with one bad record
@@ -57,7 +94,7 @@ def jsonl_lines(path: Path, ext: str, name: str) -> Iterator[tuple[int, bytes | 
     The one place that knows how a JSON lines file is laid out, shared by reading and counting.
     """
     line_number = 0
-    with open_binary(path, ext) as fh:
+    with open_binary(path, ext, digest) as fh:
         try:
             for line_number, line in enumerate(fh, start=1):
                 if line_number == 1 and line.startswith(codecs.BOM_UTF8):
@@ -74,7 +111,9 @@ def jsonl_lines(path: Path, ext: str, name: str) -> Iterator[tuple[int, bytes | 
             )
 
 
-def csv_rows(path: Path, name: str) -> Iterator[tuple[int, list[str] | None, str | None]]:
+def csv_rows(
+    path: Path, name: str, digest: Digest | None = None
+) -> Iterator[tuple[int, list[str] | None, str | None]]:
     """``(first line, cells, None)`` for each non-empty row, header included; ``(line, None, why)`` for a
     malformed one.
 
@@ -83,7 +122,10 @@ def csv_rows(path: Path, name: str) -> Iterator[tuple[int, list[str] | None, str
     """
     # surrogateescape turns bad bytes into lone surrogates, so one bad row becomes one bad record
     # instead of an exception that ends the run.
-    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+    with (
+        open_binary(path, ".csv", digest) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh,
+    ):
         reader = csv.reader(fh, strict=True)
         previous_end = 0
         while True:
@@ -112,9 +154,11 @@ def _csv_problem(error: csv.Error, start: int, end: int) -> str:
     return f"malformed CSV row (lines {start}-{end}): {error}"
 
 
-def csv_table(path: Path, name: str) -> tuple[list[str], Iterator[tuple[int, list[str] | None, str | None]]]:
+def csv_table(
+    path: Path, name: str, digest: Digest | None = None
+) -> tuple[list[str], Iterator[tuple[int, list[str] | None, str | None]]]:
     """The header and the rows after it; a header that cannot be read is a file error."""
-    rows = csv_rows(path, name)
+    rows = csv_rows(path, name, digest)
     first = next(rows, None)
     if first is None:
         return [], rows
@@ -146,10 +190,15 @@ def json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+def hash_file_into(digest: Digest, path: str | os.PathLike[str]) -> None:
+    """Feed a file's bytes into ``digest``, in 1 MiB blocks."""
     with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
+        while block := fh.read(_BLOCK):
             digest.update(block)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    hash_file_into(digest, path)
     return digest.hexdigest()

@@ -19,8 +19,10 @@ import polars as pl
 from evalsuite._validation import check_positive_int, invalid
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.records.formats import (
+    Digest,
     checked_path,
     csv_table,
+    hash_file_into,
     json_type,
     jsonl_lines,
     parquet_file,
@@ -30,9 +32,9 @@ from evalsuite.records.validation import normalise_field
 
 
 def _iter_jsonl(
-    path: Path, ext: str, name: str, fields: Mapping[str, str] | None, skip: int
+    path: Path, ext: str, name: str, fields: Mapping[str, str] | None, skip: int, digest: Digest | None
 ) -> Iterator[RawRecord]:
-    for index, (line_number, line, problem) in enumerate(jsonl_lines(path, ext, name)):
+    for index, (line_number, line, problem) in enumerate(jsonl_lines(path, ext, name, digest)):
         if index < skip:
             continue  # resuming: skip without the cost of decoding
         location = f"{name}:{line_number}"
@@ -58,8 +60,10 @@ def _parse_json_line(line: bytes, index: int, location: str, fields: Mapping[str
     return RawRecord(index, location, apply_field_mapping(value, fields))
 
 
-def _iter_csv(path: Path, name: str, fields: Mapping[str, str] | None, skip: int) -> Iterator[RawRecord]:
-    header, rows = csv_table(path, name)
+def _iter_csv(
+    path: Path, name: str, fields: Mapping[str, str] | None, skip: int, digest: Digest | None
+) -> Iterator[RawRecord]:
+    header, rows = csv_table(path, name, digest)
     for index, (line_number, row, problem) in enumerate(rows):
         if index < skip:
             continue
@@ -140,11 +144,13 @@ def _iter_frame(
             index += 1
 
 
-def _iter_mappings(items: Iterable[Any], fields: Mapping[str, str] | None, skip: int) -> Iterator[RawRecord]:
+def _iter_mappings(
+    items: Iterable[Any], fields: Mapping[str, str] | None, skip: int, label: str | None
+) -> Iterator[RawRecord]:
     for index, item in enumerate(items):
         if index < skip:
             continue
-        location = f"record {index}"
+        location = f"record {index}" if label is None else f"{label}[{index}]"
         if isinstance(item, Mapping):
             yield RawRecord(index, location, apply_field_mapping(item, fields))
         else:
@@ -169,16 +175,23 @@ def _as_polars(source: Any) -> pl.DataFrame | pl.LazyFrame | None:
 
 
 def _read(
-    source: Source, fields: Mapping[str, str] | None, skip: int, chunk_size: int
+    source: Source,
+    fields: Mapping[str, str] | None,
+    skip: int,
+    chunk_size: int,
+    digest: Digest | None = None,
+    label: str | None = None,
 ) -> Iterator[RawRecord]:
     if isinstance(source, str | os.PathLike):
         path, ext = checked_path(source)
         name = os.fspath(source)
         if ext == ".parquet":
+            if digest is not None:
+                hash_file_into(digest, path)  # read at random by pyarrow: hashed in a pass of its own
             return _iter_parquet(path, name, fields, skip, chunk_size)
         if ext == ".csv":
-            return _iter_csv(path, name, fields, skip)
-        return _iter_jsonl(path, ext, name, fields, skip)
+            return _iter_csv(path, name, fields, skip, digest)
+        return _iter_jsonl(path, ext, name, fields, skip, digest)
     frame = _as_polars(source)
     if frame is not None:
         return _iter_frame(frame, fields, skip, chunk_size)
@@ -189,7 +202,7 @@ def _read(
             "expected a file path, a polars or pandas DataFrame, a polars LazyFrame, a pyarrow Table "
             f"or an iterable of records (mappings), got {type(source).__name__}"
         )
-    return _iter_mappings(source, fields, skip)
+    return _iter_mappings(source, fields, skip, label)
 
 
 def _record_id(raw: RawRecord) -> str | None:
@@ -237,21 +250,35 @@ def _flag_duplicate_ids(records: Iterator[RawRecord], seen: dict[str, str]) -> I
 
 
 def iter_records(
-    source: Source, *, fields: Mapping[str, str] | None = None, skip: int = 0, chunk_size: int = 1000
+    source: Source,
+    *,
+    fields: Mapping[str, str] | None = None,
+    skip: int = 0,
+    chunk_size: int = 1000,
+    digest: Digest | None = None,
+    label: str | None = None,
 ) -> Iterator[RawRecord]:
     """Stream ``source`` one :class:`RawRecord` at a time (see :func:`iter_chunks`)."""
     if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
         raise invalid("skip", "an integer >= 0", skip)
+    if skip and digest is not None:
+        raise ConfigError("digest hashes a whole file: it cannot be combined with skip")
     seen: dict[str, str] = {}
     if skip:
         # Resuming: the ids of the records passed over still count for duplicates after them.
         for _ in itertools.islice(_flag_duplicate_ids(_read(source, fields, 0, chunk_size), seen), skip):
             pass
-    return _flag_duplicate_ids(_read(source, fields, skip, chunk_size), seen)
+    return _flag_duplicate_ids(_read(source, fields, skip, chunk_size, digest, label), seen)
 
 
 def iter_chunks(
-    source: Source, *, fields: Mapping[str, str] | None = None, chunk_size: int = 1000, skip: int = 0
+    source: Source,
+    *,
+    fields: Mapping[str, str] | None = None,
+    chunk_size: int = 1000,
+    skip: int = 0,
+    digest: Digest | None = None,
+    label: str | None = None,
 ) -> Iterator[list[RawRecord]]:
     """Stream ``source`` in lists of ``chunk_size`` records (the last may be shorter).
 
@@ -260,14 +287,19 @@ def iter_chunks(
     leading records are passed over without being yielded (resume); indices continue from ``skip``.
     Unparseable records, and records whose id an earlier record has, come back with ``error`` set
     rather than raising, so one bad line does not stop a run; a file that cannot be read at all
-    raises :class:`InputError`.
+    raises :class:`InputError`. ``digest`` (a hashlib object) is fed the file's bytes as they are
+    read, so one pass both reads and hashes the input. ``label`` names in-memory records in errors
+    (``label="records"``: ``records[3]``; default ``record 3``).
 
     >>> [len(c) for c in iter_chunks([{"prediction": "a"}] * 5, chunk_size=2)]
     [2, 2, 1]
     """
     check_positive_int("chunk_size", chunk_size)
     # Not a generator itself, so a missing file or a bad argument raises here, at the call.
-    return _batched(iter_records(source, fields=fields, skip=skip, chunk_size=chunk_size), chunk_size)
+    records = iter_records(
+        source, fields=fields, skip=skip, chunk_size=chunk_size, digest=digest, label=label
+    )
+    return _batched(records, chunk_size)
 
 
 def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
@@ -275,20 +307,23 @@ def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord
         yield chunk
 
 
-def count_records(source: Source) -> int | None:
+def count_records(source: Source, *, digest: Digest | None = None) -> int | None:
     """Count records cheaply, for a progress bar; ``None`` when the source has no known length.
 
     Counts what :func:`iter_records` yields, a record cut off by a damaged file included.
+    ``digest`` (a hashlib object) is fed a file's bytes in the same pass.
     """
     if isinstance(source, str | os.PathLike):
         path, ext = checked_path(source)
         name = os.fspath(source)
         if ext == ".parquet":
+            if digest is not None:
+                hash_file_into(digest, path)
             with parquet_file(path, name) as parquet:
                 return int(parquet.metadata.num_rows)
         if ext == ".csv":
-            return sum(1 for _ in csv_table(path, name)[1])
-        return sum(1 for _ in jsonl_lines(path, ext, name))
+            return sum(1 for _ in csv_table(path, name, digest)[1])
+        return sum(1 for _ in jsonl_lines(path, ext, name, digest))
     frame = _as_polars(source)
     if isinstance(frame, pl.DataFrame):
         return frame.height

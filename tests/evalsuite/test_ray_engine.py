@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evalsuite.api import Scorer
+from evalsuite.run import Work, WorkSettings
 from evalsuite.cli import app
 from evalsuite.distributed import RayEngine
 from evalsuite.errors import ConfigError, MissingDependencyError
@@ -167,16 +168,16 @@ def test_a_run_killed_on_the_local_engine_is_finished_on_ray(
     source, metrics = tmp_path / "answers.parquet", ["toxicity", "pii"]
     pl.DataFrame(records).write_parquet(source)
     calls = 0
-    score_chunk = Scorer.score_chunk
+    run_chunk = Work.run
 
-    def dies_at_third_chunk(self: Scorer, *args: Any, **kwargs: Any) -> Any:
+    def dies_at_third_chunk(self: Work, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyboardInterrupt
-        return score_chunk(self, *args, **kwargs)
+        return run_chunk(self, *args, **kwargs)
 
-    monkeypatch.setattr(Scorer, "score_chunk", dies_at_third_chunk)
+    monkeypatch.setattr(Work, "run", dies_at_third_chunk)
     with Scorer(metrics, cache=False, chunk_size=8) as scorer, pytest.raises(KeyboardInterrupt):
         scorer.score_file(source, tmp_path / "out.parquet")
     monkeypatch.undo()
@@ -211,7 +212,7 @@ def test_a_worker_that_cannot_build_its_scorer_reports_why_with_its_first_batch(
     from evalsuite.distributed.ray_worker import RECORDS_SCHEMA, ScoringActor
 
     # Raised from __init__, Ray would restart the actor over and over; it is returned instead.
-    actor = ScoringActor([load_metric("pii")], {"device": "tpu"}, "fail")
+    actor = ScoringActor([load_metric("pii")], WorkSettings(device="tpu"), "fail")
     raw = RawRecord(0, "record 0", {"prediction": "Hello."})
     scored = actor(pa.table({"index": [0], "record": [pickle.dumps(raw)]}, schema=RECORDS_SCHEMA))
     failure = pickle.loads(scored.column("failure")[0].as_py())
