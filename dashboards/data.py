@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 import polars as pl
 
-from evalsuite.records.writers import json_encode_nested
 from evalsuite.errors import ConfigError, EvalsuiteError
-from evalsuite.records import CANONICAL_FIELDS
-from evalsuite.results import LazyResults, manifest_path, metric_entries, metric_of_column, scan_results
+from evalsuite.manifest import MetricEntry, RunManifest, manifest_path, metric_of_column
+from evalsuite.records import CANONICAL_FIELDS, write_table
+from evalsuite.results import LazyResults, scan_results
 
 RESULT_SUFFIXES = (".parquet", ".jsonl", ".csv")
 # Canonical text fields, in the order a person reads a record.
@@ -70,7 +70,12 @@ class Run:
 
     @property
     def manifest(self) -> dict[str, Any]:
+        """The manifest's JSON dict (``{}`` without one); :attr:`run_manifest` is the typed view."""
         return self.results.manifest
+
+    @property
+    def run_manifest(self) -> RunManifest:
+        return self.results.run_manifest
 
     @property
     def score_columns(self) -> list[str]:
@@ -185,8 +190,8 @@ def open_run(path: str | os.PathLike[str], *, label: str | None = None) -> Run:
 
 
 def _metrics_of(results: LazyResults) -> list[MetricInfo]:
-    entries = metric_entries(results.manifest)
-    names = [entry["name"] for entry in entries]
+    manifest = results.run_manifest
+    names = manifest.metric_names
     columns_of: dict[str, list[str]] = {name: [] for name in names}
     orphans: dict[str, list[str]] = {}
     for column in results.score_columns:
@@ -201,22 +206,22 @@ def _metrics_of(results: LazyResults) -> list[MetricInfo]:
     # Evidence columns: as the manifest lists them, else the nested columns named after the metric.
     nested = [name for name, dtype in schema.items() if dtype.is_nested() and name not in CANONICAL_FIELDS]
 
-    def details_of(entry: Mapping[str, Any]) -> tuple[str, ...]:
-        if entry.get("detail_columns") is not None:
-            return tuple(c for c in entry["detail_columns"] if c in schema)
-        return tuple(c for c in nested if metric_of_column(c, names) == entry["name"])
+    def details_of(entry: MetricEntry) -> tuple[str, ...]:
+        if entry.detail_columns is not None:
+            return tuple(c for c in entry.detail_columns if c in schema)
+        return tuple(c for c in nested if metric_of_column(c, names) == entry.name)
 
     metrics = [
         MetricInfo(
-            name=entry["name"],
-            columns=tuple(columns_of[entry["name"]]),
+            name=entry.name,
+            columns=tuple(columns_of[entry.name]),
             detail_columns=details_of(entry),
-            config=dict(entry.get("config") or {}),
-            config_hash=str(entry.get("config_hash") or ""),
-            higher_is_better=_direction(entry, columns_of[entry["name"]], results.higher_is_better),
-            models=tuple(str(model) for model in entry.get("models") or []),
+            config=dict(entry.config),
+            config_hash=entry.config_hash or "",
+            higher_is_better=_direction(entry, columns_of[entry.name], results.higher_is_better),
+            models=tuple(entry.models or ()),
         )
-        for entry in entries
+        for entry in manifest.metrics
     ]
     metrics += [
         MetricInfo(name, tuple(columns), higher_is_better=results.higher_is_better.get(columns[0], True))
@@ -225,9 +230,9 @@ def _metrics_of(results: LazyResults) -> list[MetricInfo]:
     return metrics
 
 
-def _direction(entry: Mapping[str, Any], columns: Sequence[str], directions: Mapping[str, bool]) -> bool:
-    if "higher_is_better" in entry:
-        return bool(entry["higher_is_better"])
+def _direction(entry: MetricEntry, columns: Sequence[str], directions: Mapping[str, bool]) -> bool:
+    if entry.higher_is_better is not None:
+        return entry.higher_is_better
     return directions.get(columns[0], True) if columns else True
 
 
@@ -479,14 +484,10 @@ def breakdown(lazy: pl.LazyFrame, by: str, columns: Sequence[str]) -> pl.DataFra
 
 def export_bytes(lazy: pl.LazyFrame, fmt: ExportFormat) -> bytes:
     """The table as CSV (lists and structs as JSON text, as :meth:`Results.write` does) or Parquet."""
-    buffer = io.BytesIO()
-    if fmt == "parquet":
-        lazy.collect().write_parquet(buffer)
-    elif fmt == "csv":
-        table = lazy.collect()
-        table.with_columns(json_encode_nested(table.schema)).write_csv(buffer)
-    else:
+    if fmt not in ("csv", "parquet"):
         raise ConfigError(f"export format must be 'csv' or 'parquet', got {fmt!r}")
+    buffer = io.BytesIO()
+    write_table(lazy, buffer, fmt=f".{fmt}")
     return buffer.getvalue()
 
 

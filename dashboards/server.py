@@ -22,7 +22,7 @@ from typing import Any
 from dashboards import APP
 from dashboards.data import PATHS_ENV, discover
 from evalsuite.errors import ConfigError, MissingDependencyError
-from evalsuite.results import manifest_path, read_manifest
+from evalsuite.manifest import manifest_path, read_manifest
 
 READY_TIMEOUT_S = 90.0
 

@@ -18,7 +18,8 @@ import streamlit as st
 
 from dashboards import data
 from evalsuite.errors import ConfigError
-from evalsuite.results import Comparison, compare, manifest_path, scan_results
+from evalsuite.manifest import manifest_path
+from evalsuite.results import Comparison, compare, scan_results
 
 T = TypeVar("T")
 EXTRA_PATHS_KEY = "dashboard:extra_paths"

@@ -18,9 +18,10 @@ import polars as pl
 from evalsuite.cache import ScoreCache
 from evalsuite.checkpoint import ChunkedWriter
 from evalsuite.errors import ConfigError
+from evalsuite.manifest import EngineInfo, InputInfo, RuntimeInfo, SummaryRow, manifest_path, write_manifest
 from evalsuite.records import RawRecord, Source, iter_chunks, warn_json_text
 from evalsuite.registry import Metric, load_metric
-from evalsuite.results import Results, manifest_path, summarize, write_manifest  # TODO(manifest)
+from evalsuite.results import Results, summarize
 from evalsuite.run import (
     NO_HOOKS,
     ChunkResult,
@@ -189,9 +190,9 @@ class Scorer:
             if progress:
                 progress(len(valid))
         self.stats.add(run_stats)
-        input_info: dict[str, Any] = {"records": len(rows) + len(errors), "errors": len(errors)}
+        input_info = InputInfo(records=len(rows) + len(errors), errors=len(errors))
         if digest is not None:
-            input_info.update(path=os.fspath(records), sha256=digest.hexdigest())  # type: ignore[arg-type]
+            input_info.path, input_info.sha256 = os.fspath(records), digest.hexdigest()  # type: ignore[arg-type]
         manifest = run_manifest(self.work, input_info, fields=fields, stats=run_stats, started=started)
         return Results(
             self.results_table(rows),
@@ -278,21 +279,18 @@ class Scorer:
             scores = read_scores(output, self.score_columns)
             errors = read_error_rows(errors_file)
             summary = summarize(scores, self.score_columns, errors=len(errors))
-            input_info = {
-                "path": str(source),
-                "sha256": facts.sha256,
-                "records": facts.records,
-                "errors": len(errors),
-            }
-            manifest = run_manifest(self.work, input_info, fields=fields, stats=report.stats, started=started)
-            manifest.update(report.facts)
-            manifest.update(
-                score_columns=self.score_columns,
-                summary=summary.to_dicts(),
-                output=str(output),
-                errors_file=None if errors_file is None else str(errors_file),
-                json_text_columns=writer.json_columns,
+            input_info = InputInfo(
+                path=str(source), sha256=facts.sha256, records=facts.records, errors=len(errors)
             )
+            manifest = run_manifest(self.work, input_info, fields=fields, stats=report.stats, started=started)
+            manifest.engine = EngineInfo.model_validate(report.engine)
+            if report.runtime is not None:  # where the scores were computed (a Ray engine's workers)
+                manifest.runtime = RuntimeInfo.model_validate(report.runtime)
+            manifest.score_columns = self.score_columns
+            manifest.summary = [SummaryRow.model_validate(row) for row in summary.to_dicts()]
+            manifest.output = str(output)
+            manifest.errors_file = None if errors_file is None else str(errors_file)
+            manifest.json_text_columns = writer.json_columns
             # Written before the checkpoint goes: a run killed in between writes it when run again.
             manifest_file = write_manifest(manifest_path(output), manifest)
         results = Results(
@@ -302,9 +300,7 @@ class Scorer:
             errors=errors,
             manifest=manifest,
         )
-        return FileRun(
-            output, errors_file, manifest_file, scores.height, len(errors), summary, results, manifest
-        )
+        return FileRun(output, errors_file, manifest_file, scores.height, len(errors), summary, results)
 
     def close(self) -> None:
         """Close the score cache this Scorer opened (models stay in the per-process cache)."""

@@ -36,6 +36,7 @@ import polars as pl
 
 from evalsuite._validation import check_positive_int
 from evalsuite.errors import ConfigError, ResumeError
+from evalsuite.manifest import RunManifest
 from evalsuite.records.lock import OutputLock
 from evalsuite.records.tables import JSON_COLUMNS_KEY, table_from_rows, unify_parts
 from evalsuite.records.writers import (
@@ -186,16 +187,14 @@ class ChunkedWriter:
         if self.manifest is None or not self.manifest.is_file():
             return False
         try:
-            earlier = json.loads(self.manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            earlier = RunManifest.read(self.manifest)
+        except (ConfigError, OSError):
             return False
-        if not isinstance(earlier, dict):
-            return False
-        if "errors_file" in earlier:
-            listed = earlier["errors_file"]
+        if "errors_file" in earlier.model_fields_set:
+            listed = earlier.errors_file
             return listed is not None and Path(listed).name == self.errors_path.name
         # Manifests before errors_file was recorded: the run into this output wrote it.
-        return isinstance(earlier.get("output"), str) and Path(earlier["output"]).name == self.out.name
+        return earlier.output is not None and Path(earlier.output).name == self.out.name
 
     def _open_staging(self) -> int:
         job_file = self.staging / _JOB_FILE

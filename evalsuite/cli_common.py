@@ -13,6 +13,7 @@ A failure is one line on stderr and an exit code:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -20,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -36,6 +37,9 @@ from evalsuite.errors import (
     ThresholdError,
 )
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn
+
 THRESHOLD_FAILED = 1
 USAGE_ERROR = 2
 UNEXPECTED_FAILURE = 3
@@ -50,11 +54,59 @@ _CLICK_EXCEPTION: type[Exception] = next(
 )
 _COMMAND_FLOW: tuple[type[Exception], ...] = (typer.Exit, typer.Abort, _CLICK_EXCEPTION)
 
+console = Console()
 err_console = Console(stderr=True)
 
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+# The options several commands take, defined once so their names and help read the same everywhere.
+DeviceOption = Annotated[
+    str, typer.Option(help="Device to run the models on: auto, cpu, cuda, cuda:N or mps.")
+]
 DtypeOption = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
 OverwriteOption = Annotated[bool, typer.Option(help="Start afresh instead of resuming a partial output.")]
+CachePathOption = Annotated[Path | None, typer.Option(help="SQLite score cache file.")]
+
+# Input names whose extension a default output name replaces (``answers.jsonl`` → ``answers.scores.jsonl``).
+_INPUT_SUFFIXES = (".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".parquet", ".csv")
+
+
+def default_output(source: Path, kind: str) -> Path:
+    """The output a command writes beside its input when none is given: ``IN.<kind>.jsonl``.
+
+    >>> default_output(Path("runs/answers.jsonl.gz"), "scores").as_posix()
+    'runs/answers.scores.jsonl'
+    """
+    name = source.name
+    for suffix in _INPUT_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return source.with_name(f"{name}.{kind}.jsonl")
+
+
+def progress_bar(*rate_columns: ProgressColumn) -> Progress:
+    """The progress bar of a long command, on stderr and only on a terminal (never in CI logs);
+    ``rate_columns`` (rich ``ProgressColumn``s) go between the count and the elapsed time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *rate_columns,
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 def print_error(error: BaseException | str) -> None:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from evalsuite._validation import invalid
 from evalsuite.errors import ConfigError, EvalsuiteError, MissingDependencyError
 
 try:
@@ -77,10 +78,10 @@ class Client:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        if retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {retries}")
-        if backoff < 0:
-            raise ConfigError(f"backoff must be >= 0, got {backoff}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise invalid("retries", "an integer >= 0", retries)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not backoff >= 0:
+            raise invalid("backoff", "a number >= 0", backoff)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.retries = retries
         self.backoff = backoff
@@ -104,7 +105,13 @@ class Client:
         fields: Mapping[str, str] | None = None,
         on_error: str = "fail",
     ) -> dict[str, Any]:
-        """Score records synchronously: ``{"scores", "summary", "errors", "config_hashes", "model_hashes"}``."""
+        """Score records synchronously: ``{"scores", "summary", "errors", "config_hashes", "model_hashes"}``.
+
+        ``on_error="fail"``: one invalid record (a duplicate id included) raises :class:`ServiceError`
+        with ``field`` naming it (``records[3].prediction``). ``"skip"``: it is left out of ``scores``
+        and listed in ``errors`` as the error row every run writes: ``{"index": 3, "location":
+        "records[3]", "field": "prediction", "reason": "...", "record": {...}}``.
+        """
         body = {
             "records": list(records),
             "metrics": list(metrics) if metrics is not None else None,

@@ -18,14 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from evalsuite.errors import ConfigError
-from evalsuite.runtime.models import PRESETS
+from evalsuite.runtime import Runtime
 from metrics.base import Metric, Scores, register_metric
 
 if TYPE_CHECKING:
-    from evalsuite.runtime import Runtime
+    import torch
 
 BASELINES_DIR = Path(__file__).parent / "baselines"
 
@@ -48,6 +46,8 @@ def token_weights(
     token_ids: Sequence[int], idf: tuple[dict[int, float], float] | None, special_ids: set[int]
 ) -> torch.Tensor:
     """Per-token weights: idf when given, else 1; sequence-start and separator tokens get 0 without idf."""
+    import torch
+
     if idf is None:
         return torch.tensor([0.0 if token in special_ids else 1.0 for token in token_ids])
     weights, unseen = idf
@@ -91,8 +91,7 @@ def rescale(value: float, baseline: float) -> float:
 
 def baseline_file(model: str, lang: str = "en") -> Path | None:
     """The shipped baseline for a model name, preset or hub id (``bert_score``'s files and our own)."""
-    preset = PRESETS.get(model)
-    for name in filter(None, (model, preset.hub_id if preset else None)):
+    for name in Runtime.model_aliases(model):
         path = BASELINES_DIR / lang / f"{name}.tsv"
         if path.is_file():
             return path
@@ -135,7 +134,7 @@ class BERTScore(Metric):
         lang: str = "en",
     ) -> None:
         if num_layers is None:
-            num_layers = PRESETS[model].default_layer if model in PRESETS else None
+            num_layers = Runtime.default_layer(model)
         if num_layers is not None and num_layers < 0:
             raise ConfigError(f"num_layers must be >= 0, got {num_layers}")
         super().__init__(
@@ -230,8 +229,10 @@ def token_alignment(
     >>> alignment["reference_tokens"]  # doctest: +SKIP
     ['[CLS]', 'it', 'is', 'paris', '.', '[SEP]']
     """
+    import torch
+
     if num_layers is None:
-        num_layers = PRESETS[model].default_layer if model in PRESETS else None
+        num_layers = rt.default_layer(model)
     texts = [prediction.strip(), reference.strip()]
     token_ids = rt.tokenize(model, texts)
     candidate, target = rt.token_embeddings(model, token_ids, layer=num_layers)

@@ -13,13 +13,11 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from evalsuite.errors import ConfigError, MissingDependencyError, ModelUnavailableError
+from evalsuite.errors import ConfigError, MissingDependencyError
+from evalsuite.runtime import Runtime
 from metrics.base import Metric, Scores, register_metric
-
-if TYPE_CHECKING:
-    from evalsuite.runtime import Runtime
 
 PROFANITY_CHECK = "profanity-check"  # the offline default: a lexical model, not a transformer
 PROFANITY_PACKAGES = ("alt-profanity-check", "scikit-learn")  # its model is a pickle of the second
@@ -46,23 +44,6 @@ def score_names_of(labels: Sequence[str]) -> tuple[str, ...]:
             clashing = [other for other, same in zip(labels, names, strict=True) if same == name]
             raise ConfigError(f"the model's labels {clashing} would all be written as score column {name!r}")
     return names
-
-
-def classifier_labels(model: str) -> tuple[list[str], str | None]:
-    """Label names (config order) and ``problem_type`` of a classifier, from its config alone."""
-    from transformers import AutoConfig
-
-    from evalsuite.runtime import resolve_model
-    from evalsuite.runtime.classification import label_names
-
-    resolved = resolve_model(model)
-    try:
-        config = AutoConfig.from_pretrained(resolved.path)
-    except (OSError, ValueError) as error:
-        raise ModelUnavailableError(
-            f"model {model!r} at {resolved.path} has no readable config: {error}"
-        ) from error
-    return label_names(config.id2label), getattr(config, "problem_type", None)
 
 
 def profanity_versions() -> str:
@@ -140,7 +121,7 @@ class Toxicity(Metric):
         self.labels: list[str] = [PROFANITY_SCORE]
         self.problem_type: str | None = None
         if model != PROFANITY_CHECK:
-            self.labels, self.problem_type = classifier_labels(model)
+            self.labels, self.problem_type = Runtime.classifier_labels(model)
             self.score_names = score_names_of(self.labels)  # this model's labels, in config order
 
     @property

@@ -10,7 +10,6 @@ Example:
 Importing this package imports neither scikit-learn nor torch; fitting, loading and embedding do.
 """
 
-from evalsuite._lazy import lazy_exports
 from proxies.cascade import CascadePlan, agreement_curve, plan_cascade, realised_agreement
 from proxies.features import (
     TEXT_STATISTICS,
@@ -22,6 +21,7 @@ from proxies.features import (
     text_statistics,
 )
 from proxies.labels import KINDS, LabelReport, align_labels, encode_labels, read_labels
+from proxies.persistence import load_predictor, save_predictor
 from proxies.predictor import FeatureSchemaError, FitReport, JudgePredictor, Predictions
 
 __all__ = [
@@ -48,9 +48,3 @@ __all__ = [
     "table_features",
     "text_statistics",
 ]
-
-
-# Persistence imports skops only when used.
-__getattr__ = lazy_exports(
-    globals(), {"load_predictor": "proxies.persistence", "save_predictor": "proxies.persistence"}
-)

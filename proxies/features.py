@@ -35,7 +35,8 @@ import numpy as np
 import polars as pl
 
 from evalsuite.errors import ConfigError, InputError
-from evalsuite.results import Results, metric_entries, metric_of_column
+from evalsuite.manifest import metric_of_column
+from evalsuite.results import Results
 
 __all__ = [
     "TEXT_STATISTICS",
@@ -221,13 +222,12 @@ def metric_config_hashes(results: Results, columns: Sequence[str]) -> dict[str, 
         >>> metric_config_hashes(res, ["bertscore_f1"])
         {'bertscore': 'ab12'}
     """
-    entries = {entry["name"]: entry for entry in metric_entries(results.manifest)}
+    manifest = results.run_manifest
     hashes: dict[str, str | None] = {}
     for column in columns:
-        metric = metric_of_column(column, list(entries)) or column
-        entry = entries.get(metric, {})
-        value = entry.get("config_hash")
-        hashes[metric] = str(value) if value else None
+        metric = metric_of_column(column, manifest.metric_names) or column
+        entry = manifest.metric(metric)
+        hashes[metric] = entry.config_hash if entry is not None and entry.config_hash else None
     return hashes
 
 

@@ -1,18 +1,11 @@
 """Saving and loading judge proxies without executing code from the file.
 
-A proxy file is a zip archive of two members:
-
-- ``meta.json``: the format and its version, the evalsuite / scikit-learn / MAPIE / skops versions it
-  was written with, the predictor's parameters, classes, fit report and feature schema (feature
-  config, names, pairing and the metric config hashes it was trained on);
-- ``model.skops``: the fitted scikit-learn and MAPIE objects in skops' format, which rebuilds
-  objects from a description instead of unpickling them.
-
-Loading reads ``meta.json`` first and refuses other versions of scikit-learn or MAPIE (their fitted
-objects are not portable), then lists the types ``model.skops`` would build and refuses any type
-outside :data:`ALLOWED_TYPES` (types skops already trusts, such as scikit-learn estimators and numpy
-arrays, need no listing). Only then are the objects built, with exactly those types trusted. No
-pickle is read at any point.
+A proxy file is a zip archive of ``meta.json`` (format, library versions, the predictor's parameters,
+classes, fit report and feature schema) and ``model.skops`` (the fitted scikit-learn and MAPIE
+objects in skops' format). Loading refuses other versions of scikit-learn or MAPIE and any type
+outside :data:`ALLOWED_TYPES`; no pickle is read at any point. The format and its safety checks live
+in :mod:`proxies.archive`; what a predictor writes there, in :mod:`proxies.predictor`. This module
+depends on both, and neither depends on it.
 
 Example:
     >>> proxy.save("judge.proxy")  # doctest: +SKIP
@@ -21,97 +14,36 @@ Example:
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import pathlib
-import zipfile
-from datetime import UTC, datetime
-from importlib import metadata
-from typing import Any
 
-import numpy as np
-
-from evalsuite.errors import ConfigError, MissingDependencyError
-from proxies.predictor import FeatureSchema, FitReport, JudgePredictor
+from proxies.archive import (
+    ALLOWED_TYPES,
+    FORMAT,
+    FORMAT_VERSION,
+    META_MEMBER,
+    MODEL_MEMBER,
+    UnsafeModelFileError,
+    read_meta,
+)
+from proxies.predictor import JudgePredictor
 
 __all__ = [
     "ALLOWED_TYPES",
     "FORMAT",
     "FORMAT_VERSION",
+    "META_MEMBER",
+    "MODEL_MEMBER",
     "UnsafeModelFileError",
     "load_predictor",
+    "read_meta",
     "save_predictor",
 ]
-
-FORMAT = "evalsuite-judge-proxy"
-FORMAT_VERSION = 1
-META_MEMBER = "meta.json"
-MODEL_MEMBER = "model.skops"
-_MAX_META_BYTES = 16 << 20
-# The types a proxy holds that skops does not trust by default; nothing else is ever built on load.
-ALLOWED_TYPES = frozenset(
-    {
-        "mapie.classification.SplitConformalClassifier",
-        "mapie.classification._MapieClassifier",
-        "mapie.conformity_scores.bounds.absolute.AbsoluteConformityScore",
-        "mapie.conformity_scores.sets.lac.LACConformityScore",
-        "mapie.estimator.classifier.EnsembleClassifier",
-        "mapie.estimator.regressor.EnsembleRegressor",
-        "mapie.regression.regression.SplitConformalRegressor",
-        "mapie.regression.regression._MapieRegressor",
-        "numpy.dtype",
-        "sklearn.calibration._CalibratedClassifier",
-        "sklearn.calibration._SigmoidCalibration",
-        "sklearn.calibration._TemperatureScaling",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.model_selection._split.StratifiedKFold",
-    }
-)
-
-
-class UnsafeModelFileError(ConfigError):
-    """A proxy file that is not one evalsuite wrote, or that would build types outside the allow-list."""
 
 
 def save_predictor(predictor: JudgePredictor, path: str | os.PathLike[str]) -> pathlib.Path:
     """Write a fitted predictor to ``path`` (a zip archive; see the module docstring)."""
-    skops_io = _skops()
-    if predictor.schema is None or predictor.estimator is None or predictor.report is None:
-        raise ConfigError("only a fitted JudgePredictor can be saved: call fit() first")
-    payload = {
-        "estimator": predictor.estimator,
-        "conformal": predictor.conformal,
-        "scale_model": predictor.scale_model,
-        "calibration_scores": predictor.calibration_scores,
-    }
-    meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "params": predictor.params(),
-        "classes": predictor.classes,
-        "schema": predictor.schema.to_dict(),
-        "report": predictor.report.to_dict(),
-    }
-    target = pathlib.Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    model_bytes = skops_io.dumps(payload, compression=zipfile.ZIP_DEFLATED)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(META_MEMBER, json.dumps(meta, indent=2, sort_keys=True, default=_json_default))
-        archive.writestr(MODEL_MEMBER, model_bytes)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(buffer.getvalue())
-    temporary.replace(target)  # readers never see half a file
-    return target
-
-
-def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``meta.json`` of a proxy file (format checked; nothing else is read)."""
-    meta, _ = _read_archive(pathlib.Path(path), model=False)
-    return meta
+    return predictor.save(path)
 
 
 def load_predictor(path: str | os.PathLike[str]) -> JudgePredictor:
@@ -119,130 +51,6 @@ def load_predictor(path: str | os.PathLike[str]) -> JudgePredictor:
 
     Raises :class:`UnsafeModelFileError` for a file evalsuite did not write (not a zip archive,
     missing members, a pickle) or one that would build a type outside :data:`ALLOWED_TYPES`, and
-    :class:`ConfigError` when it was written with another scikit-learn or MAPIE version.
+    :class:`~evalsuite.errors.ConfigError` when it was written with another scikit-learn or MAPIE version.
     """
-    source = pathlib.Path(path)
-    meta, model_bytes = _read_archive(source, model=True)
-    _check_versions(source, meta)
-    skops_io = _skops()
-    try:
-        found = set(skops_io.get_untrusted_types(data=model_bytes))
-    except Exception as error:
-        raise UnsafeModelFileError(f"{source}: {MODEL_MEMBER} is not a valid skops file ({error})") from error
-    refused = sorted(found - ALLOWED_TYPES)
-    if refused:
-        raise UnsafeModelFileError(
-            f"{source}: refusing to load: {MODEL_MEMBER} would build types that a judge proxy never holds: "
-            f"{', '.join(refused)}. The file was not written by evalsuite proxy or was altered."
-        )
-    try:
-        payload = skops_io.loads(model_bytes, trusted=sorted(found))
-    except Exception as error:
-        raise UnsafeModelFileError(f"{source}: {MODEL_MEMBER} could not be loaded ({error})") from error
-    return _predictor_from(source, meta, payload)
-
-
-def _read_archive(source: pathlib.Path, *, model: bool) -> tuple[dict[str, Any], bytes]:
-    if not source.is_file():
-        raise ConfigError(f"proxy file {str(source)!r} does not exist")
-    if not zipfile.is_zipfile(source):
-        raise UnsafeModelFileError(
-            f"{source}: not a judge proxy file (expected a zip archive holding {META_MEMBER} and {MODEL_MEMBER}; "
-            "pickles and other formats are never loaded)"
-        )
-    with zipfile.ZipFile(source) as archive:
-        names = set(archive.namelist())
-        if not {META_MEMBER, MODEL_MEMBER} <= names:
-            raise UnsafeModelFileError(
-                f"{source}: not a judge proxy file: it lacks {META_MEMBER} or {MODEL_MEMBER}"
-            )
-        if archive.getinfo(META_MEMBER).file_size > _MAX_META_BYTES:
-            raise UnsafeModelFileError(f"{source}: {META_MEMBER} is implausibly large")
-        try:
-            meta = json.loads(archive.read(META_MEMBER).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise UnsafeModelFileError(f"{source}: {META_MEMBER} is not valid JSON ({error})") from error
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise UnsafeModelFileError(
-                f"{source}: not a judge proxy file ({META_MEMBER} does not say format {FORMAT!r})"
-            )
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(
-                f"{source}: proxy file format version {meta.get('format_version')!r}; this evalsuite reads "
-                f"version {FORMAT_VERSION}: refit the proxy with this evalsuite"
-            )
-        return meta, archive.read(MODEL_MEMBER) if model else b""
-
-
-def _check_versions(source: pathlib.Path, meta: dict[str, Any]) -> None:
-    written = meta.get("versions")
-    if not isinstance(written, dict):
-        raise UnsafeModelFileError(f"{source}: {META_MEMBER} has no versions")
-    current = _versions()
-    for package in ("scikit-learn", "mapie"):
-        if written.get(package) != current.get(package):
-            raise ConfigError(
-                f"{source}: the proxy was fitted with {package} {written.get(package)}, this environment has "
-                f"{current.get(package)}; fitted models do not carry across versions: install "
-                f"{package}=={written.get(package)} or refit the proxy"
-            )
-
-
-def _predictor_from(source: pathlib.Path, meta: dict[str, Any], payload: Any) -> JudgePredictor:
-    expected = {"estimator", "conformal", "scale_model", "calibration_scores"}
-    if not isinstance(payload, dict) or set(payload) != expected:
-        raise UnsafeModelFileError(f"{source}: {MODEL_MEMBER} does not hold a judge proxy's objects")
-    try:
-        params = dict(meta["params"])
-        schema = FeatureSchema.from_dict(meta["schema"])
-        report = FitReport.from_dict(meta["report"])
-        predictor = JudgePredictor(**params, features=schema.config)
-    except (KeyError, TypeError, ValueError) as error:
-        raise UnsafeModelFileError(f"{source}: {META_MEMBER} is incomplete or malformed ({error})") from error
-    predictor.schema = schema
-    predictor.classes = list(meta.get("classes", []))
-    predictor.report = report
-    predictor.estimator = payload["estimator"]
-    predictor.conformal = payload["conformal"]
-    predictor.scale_model = payload["scale_model"]
-    scores = payload["calibration_scores"]
-    predictor.calibration_scores = None if scores is None else np.asarray(scores, dtype=np.float64)
-    n_features = getattr(predictor.estimator, "n_features_in_", None)
-    if n_features != len(schema.names):
-        raise UnsafeModelFileError(
-            f"{source}: the model takes {n_features} features but the schema names {len(schema.names)}; "
-            "the file is inconsistent"
-        )
-    if predictor.is_classifier and len(getattr(predictor.estimator, "classes_", [])) != len(
-        predictor.classes
-    ):
-        raise UnsafeModelFileError(f"{source}: the model's classes do not match the file's label classes")
-    return predictor
-
-
-def _versions() -> dict[str, str | None]:
-    import evalsuite
-
-    versions: dict[str, str | None] = {"evalsuite": evalsuite.__version__}
-    for package in ("scikit-learn", "mapie", "skops", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _skops() -> Any:
-    try:
-        import skops.io as skops_io
-    except ImportError as error:
-        raise MissingDependencyError(
-            "saving and loading judge proxies needs skops: pip install 'skops>=0.16' (or the evalsuite extra that lists it)"
-        ) from error
-    return skops_io
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to a proxy file's metadata")
+    return JudgePredictor.load(path)

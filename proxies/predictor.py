@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import pathlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,6 +38,7 @@ import polars as pl
 
 from evalsuite.errors import ConfigError
 from evalsuite.results import Results
+from proxies.archive import META_MEMBER, MODEL_MEMBER, UnsafeModelFileError, read_archive, write_archive
 from proxies.cascade import CascadePlan, plan_cascade
 from proxies.conformal import (
     agreement_probability,
@@ -684,18 +686,69 @@ class JudgePredictor:
         )
 
     # -- persistence --------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> os.PathLike[str]:
-        """Write the fitted proxy to ``path`` (see :func:`proxies.persistence.save_predictor`)."""
-        from proxies.persistence import save_predictor
-
-        return save_predictor(self, path)
+    def save(self, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Write the fitted proxy to ``path``, a zip archive (the format: :mod:`proxies.archive`)."""
+        if self.schema is None or self.estimator is None or self.report is None:
+            raise ConfigError("only a fitted JudgePredictor can be saved: call fit() first")
+        meta = {
+            "params": self.params(),
+            "classes": self.classes,
+            "schema": self.schema.to_dict(),
+            "report": self.report.to_dict(),
+        }
+        payload = {
+            "estimator": self.estimator,
+            "conformal": self.conformal,
+            "scale_model": self.scale_model,
+            "calibration_scores": self.calibration_scores,
+        }
+        return write_archive(path, meta, payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> JudgePredictor:
-        """Read a proxy written by :meth:`save`, executing no code from the file."""
-        from proxies.persistence import load_predictor
+        """Read a proxy written by :meth:`save`, executing no code from the file.
 
-        return load_predictor(path)
+        Raises :class:`proxies.archive.UnsafeModelFileError` for a file evalsuite did not write or
+        that would build a type outside the allow-list, and :class:`ConfigError` when it was written
+        with another scikit-learn or MAPIE version.
+        """
+        source = pathlib.Path(path)
+        meta, payload = read_archive(source)
+        return cls._from_archive(source, meta, payload)
+
+    @classmethod
+    def _from_archive(cls, source: pathlib.Path, meta: Mapping[str, Any], payload: Any) -> JudgePredictor:
+        expected = {"estimator", "conformal", "scale_model", "calibration_scores"}
+        if not isinstance(payload, dict) or set(payload) != expected:
+            raise UnsafeModelFileError(f"{source}: {MODEL_MEMBER} does not hold a judge proxy's objects")
+        try:
+            params = dict(meta["params"])
+            schema = FeatureSchema.from_dict(meta["schema"])
+            report = FitReport.from_dict(meta["report"])
+            predictor = cls(**params, features=schema.config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise UnsafeModelFileError(
+                f"{source}: {META_MEMBER} is incomplete or malformed ({error})"
+            ) from error
+        predictor.schema = schema
+        predictor.classes = list(meta.get("classes", []))
+        predictor.report = report
+        predictor.estimator = payload["estimator"]
+        predictor.conformal = payload["conformal"]
+        predictor.scale_model = payload["scale_model"]
+        scores = payload["calibration_scores"]
+        predictor.calibration_scores = None if scores is None else np.asarray(scores, dtype=np.float64)
+        n_features = getattr(predictor.estimator, "n_features_in_", None)
+        if n_features != len(schema.names):
+            raise UnsafeModelFileError(
+                f"{source}: the model takes {n_features} features but the schema names {len(schema.names)}; "
+                "the file is inconsistent"
+            )
+        if predictor.is_classifier and len(getattr(predictor.estimator, "classes_", [])) != len(
+            predictor.classes
+        ):
+            raise UnsafeModelFileError(f"{source}: the model's classes do not match the file's label classes")
+        return predictor
 
     def _fitted_schema(self) -> FeatureSchema:
         if self.schema is None or self.estimator is None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import polars as pl
 import streamlit as st
 
@@ -11,11 +9,6 @@ from dashboards import data, ui
 
 st.title("Runs")
 runs = ui.runs_or_stop()
-
-
-def _input_of(run: data.Run) -> dict[str, Any]:
-    value = run.manifest.get("input")
-    return value if isinstance(value, dict) else {}
 
 
 def _records(run: data.Run) -> int:
@@ -26,13 +19,13 @@ overview = pl.DataFrame(
     [
         {
             "run": run.label,
-            "finished": str(run.manifest.get("finished_at") or run.manifest.get("started_at") or "–"),
-            "input": str(_input_of(run).get("path") or "–"),
+            "finished": run.run_manifest.finished_at or run.run_manifest.started_at or "–",
+            "input": run.run_manifest.input.path or "–",
             "records": _records(run),
             "errors": run.results.error_count,
             "metrics": ", ".join(metric.name for metric in run.metrics) or "–",
-            "device": str((run.manifest.get("runtime") or {}).get("device") or "–"),
-            "evalsuite": str(run.manifest.get("evalsuite_version") or "–"),
+            "device": run.run_manifest.runtime.device or "–",
+            "evalsuite": run.run_manifest.evalsuite_version or "–",
         }
         for run in runs
     ]
@@ -45,21 +38,18 @@ for run in runs:
     st.caption(f"`{run.path}`")
     if not run.has_manifest:
         st.warning("No manifest beside this file: its provenance (configs, models, versions) is unknown.")
-    manifest = run.manifest
-    runtime = manifest.get("runtime") or {}
-    source = _input_of(run)
+    manifest = run.run_manifest
+    runtime = manifest.runtime
     facts = {
-        "started": manifest.get("started_at"),
-        "finished": manifest.get("finished_at"),
-        "duration": f"{manifest['duration_s']:.1f} s"
-        if isinstance(manifest.get("duration_s"), int | float)
-        else None,
-        "input": source.get("path"),
-        "input sha256": str(source.get("sha256", ""))[:16] or None,
-        "device": " / ".join(str(runtime[k]) for k in ("device", "dtype") if runtime.get(k)) or None,
-        "evalsuite": manifest.get("evalsuite_version"),
-        "torch": manifest.get("torch"),
-        "transformers": manifest.get("transformers"),
+        "started": manifest.started_at,
+        "finished": manifest.finished_at,
+        "duration": None if manifest.duration_s is None else f"{manifest.duration_s:.1f} s",
+        "input": manifest.input.path,
+        "input sha256": (manifest.input.sha256 or "")[:16] or None,
+        "device": " / ".join(value for value in (runtime.device, runtime.dtype) if value) or None,
+        "evalsuite": manifest.evalsuite_version,
+        "torch": manifest.torch,
+        "transformers": manifest.transformers,
     }
     shown = {key: value for key, value in facts.items() if value}
     if shown:
@@ -118,19 +108,17 @@ for run in runs:
                 ),
                 hide_index=True,
             )
-            models = manifest.get("models") or {}
-            if isinstance(models, dict) and models:
+            if manifest.models:
                 st.dataframe(
                     pl.DataFrame(
                         [
                             {
                                 "model": name,
-                                "source": str(info.get("source", "")),
-                                "location": str(info.get("location", "")),
-                                "weights sha256": str(info.get("weights_sha256", ""))[:16],
+                                "source": info.source or "",
+                                "location": info.location or "",
+                                "weights sha256": (info.weights_sha256 or "")[:16],
                             }
-                            for name, info in models.items()
-                            if isinstance(info, dict)
+                            for name, info in manifest.models.items()
                         ]
                     ),
                     hide_index=True,

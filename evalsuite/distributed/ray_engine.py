@@ -89,7 +89,7 @@ class RayEngine:
         remaining = job.records - writer.records_done
         facts: dict[str, Any] = {"name": "ray", "ray_version": ray.__version__, "address": self.address}
         if remaining <= 0:  # finished already (a resumed run) or empty: no cluster needed
-            return EngineReport({"engine": facts})
+            return EngineReport(facts)
         with _quiet_ray(self.quiet), self._connected(ray) as started_here:
             workers = self._pool_size(ray, check=started_here)
             scored = self._scored_dataset(ray, work, job, writer, workers, remaining)
@@ -106,8 +106,7 @@ class RayEngine:
             worker_runtimes=tally.runtimes,
         )
         # The manifest's device and dtype are where the scores were computed: on the workers.
-        runtime = {"runtime": tally.runtimes[0]} if tally.runtimes else {}
-        return EngineReport({"engine": facts, **runtime}, tally.stats)
+        return EngineReport(facts, tally.stats, tally.runtimes[0] if tally.runtimes else None)
 
     @contextmanager
     def _connected(self, ray: Any) -> Iterator[bool]:

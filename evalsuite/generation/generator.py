@@ -1,6 +1,6 @@
 """Text in, candidates out: models and drafters resolved through the runtime, chat templates applied.
 
->>> # gen = TextGenerator("smollm2", draft="ngram", device="cpu")
+>>> # gen = TextGenerator("smollm2", draft="ngram", device="cpu")  # or runtime=Runtime(device="cpu")
 >>> # [completion], stats = gen.generate(["Summarise: ..."], GenerationOptions(max_new_tokens=64))
 >>> # completion.prediction, completion.samples, completion.sample_logprobs
 """
@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.generation.drafters import (
@@ -30,8 +28,11 @@ from evalsuite.generation.speculative import (
     Progress,
     SpeculativeDecoder,
 )
-from evalsuite.runtime.device import resolve_device, resolve_dtype
-from evalsuite.runtime.models import LoadedModel, load_model, resolve_model
+from evalsuite.runtime import Runtime
+from evalsuite.runtime.models import LoadedModel
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TARGET = "smollm2"
 DEFAULT_DRAFT = "ngram"
@@ -69,7 +70,8 @@ class TextGenerator:
     ``draft`` is ``"ngram"`` (prompt lookup), ``"none"`` (the target alone), or a causal LM (preset,
     local path or hub id) with the target's tokenizer; ``draft_layers=K`` instead drafts with the
     target's own first K layers. Prompts go through the tokenizer's chat template when it has one
-    (``chat_template=False`` feeds them as plain text).
+    (``chat_template=False`` feeds them as plain text). Models load on ``runtime`` (default: a new
+    :class:`~evalsuite.runtime.Runtime` with ``device`` and ``dtype``), which decides where they run.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class TextGenerator:
         draft_layers: int | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        runtime: Runtime | None = None,
         chat_template: bool = True,
         max_ngram: int = 4,
         min_ngram: int = 2,
@@ -88,8 +91,11 @@ class TextGenerator:
             raise ConfigError(
                 f"give either a draft (--draft {draft}) or a layer-skip draft (--draft-layers {draft_layers}), not both"
             )
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        if runtime is not None and (device, dtype) != ("auto", "auto"):
+            raise ConfigError(
+                f"give either a runtime or a device and dtype, not both (got device={device!r}, dtype={dtype!r})"
+            )
+        self.runtime = runtime if runtime is not None else Runtime(device=device, dtype=dtype)
         self.target_name = target
         self.target = self._load_causal(target, role="target")
         self.chat_template = chat_template
@@ -100,8 +106,17 @@ class TextGenerator:
         self.drafter = self._make_drafter(max_ngram=max_ngram, min_ngram=min_ngram)
         self.decoder = SpeculativeDecoder(self.target.model, self.drafter)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the models run (the runtime's device)."""
+        return self.runtime.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.runtime.dtype
+
     def _load_causal(self, spec: str, *, role: str) -> LoadedModel:
-        loaded = load_model(spec, self.device, self.dtype, head="language-model")
+        loaded = self.runtime.language_model(spec)
         if getattr(loaded.model.config, "is_encoder_decoder", False):
             raise ConfigError(
                 f"the {role} model must be a causal (decoder-only) LM; {spec!r} is encoder-decoder"
@@ -196,6 +211,8 @@ class TextGenerator:
                 ids, options.max_new_tokens, locations[index] if locations else f"record {index}"
             )
             token_ids.append(ids)
+        if generator is None:  # randomness on the runtime's device, as a file run's chunks get it
+            generator = self.runtime.seeded_generator(options.seed)
         sequences, stats = self.decoder.decode(token_ids, options, generator=generator, progress=progress)
         completions = [
             Completion(prompt, [self.decode_text(sequence) for sequence in rows], rows)
@@ -205,14 +222,15 @@ class TextGenerator:
 
     def describe(self) -> dict[str, Any]:
         """Provenance: models (source, weights hash), drafter, device and dtype."""
-        models = {"target": resolve_model(self.target_name).describe()}
+        models = {"target": self.runtime.describe_model(self.target_name)}
         if self.draft_name not in (None, *LOOKUP_DRAFTS):
-            models["draft"] = resolve_model(str(self.draft_name)).describe()
+            models["draft"] = self.runtime.describe_model(str(self.draft_name))
+        runtime = self.runtime.describe()
         return {
             "models": models,
             **self.drafter.describe(),
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": runtime["device"],
+            "dtype": runtime["dtype"],
             "chat_template": bool(
                 self.chat_template and getattr(self.target.tokenizer, "chat_template", None)
             ),
@@ -227,6 +245,7 @@ def generate(
     draft_layers: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    runtime: Runtime | None = None,
     **options: Any,
 ) -> list[Completion]:
     """Generate candidates for ``prompts`` (options as in :class:`GenerationOptions`).
@@ -234,6 +253,8 @@ def generate(
     >>> # [c] = generate(["What is the capital of France?"], max_new_tokens=16)
     >>> # c.prediction
     """
-    generator = TextGenerator(target, draft=draft, draft_layers=draft_layers, device=device, dtype=dtype)
+    generator = TextGenerator(
+        target, draft=draft, draft_layers=draft_layers, device=device, dtype=dtype, runtime=runtime
+    )
     completions, _ = generator.generate(prompts, GenerationOptions(**options))
     return completions

@@ -77,11 +77,12 @@ class _HashingReader(io.RawIOBase):
 @contextmanager
 def open_binary(path: Path, ext: str, digest: Digest | None = None) -> Iterator[IO[bytes]]:
     """The file's bytes (decompressed for ``.gz``); with ``digest``, the whole file is hashed too."""
-    raw: IO[bytes] = path.open("rb", buffering=0)
+    raw: Any = path.open("rb", buffering=0)
     if digest is not None:
-        raw = io.BufferedReader(_HashingReader(raw, digest), _BLOCK)  # type: ignore[arg-type]
-    with raw, gzip.GzipFile(fileobj=raw, mode="rb") if ext.endswith(".gz") else io.BufferedReader(raw) as fh:  # type: ignore[arg-type]
-        yield fh
+        raw = io.BufferedReader(_HashingReader(raw, digest), _BLOCK)
+    reader: Any = gzip.GzipFile(fileobj=raw, mode="rb") if ext.endswith(".gz") else io.BufferedReader(raw)
+    with raw, reader:
+        yield reader
 
 
 def jsonl_lines(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -110,11 +110,19 @@ def write_table(
     if nested:
         lazy = lazy.with_columns(json_encode_nested(schema))
     if isinstance(target, str | os.PathLike):
-        sinks = {".parquet": lazy.sink_parquet, ".jsonl": lazy.sink_ndjson, ".csv": lazy.sink_csv}
+        sinks: dict[str, Callable[[Any], object]] = {
+            ".parquet": lazy.sink_parquet,
+            ".jsonl": lazy.sink_ndjson,
+            ".csv": lazy.sink_csv,
+        }
         sinks[fmt](target)
     else:
         frame = lazy.collect()
-        writers = {".parquet": frame.write_parquet, ".jsonl": frame.write_ndjson, ".csv": frame.write_csv}
+        writers: dict[str, Callable[[Any], object]] = {
+            ".parquet": frame.write_parquet,
+            ".jsonl": frame.write_ndjson,
+            ".csv": frame.write_csv,
+        }
         writers[fmt](target)
     return nested
 

@@ -29,10 +29,12 @@ class FileJob:
 
 @dataclass
 class EngineReport:
-    """What an engine ran: manifest entries (at least ``engine``) and the stats its chunks returned."""
+    """What an engine ran (its manifest ``engine`` entry), where the scores were computed when that
+    is not this process's runtime, and the stats its chunks returned."""
 
-    facts: dict[str, Any]
+    engine: dict[str, Any]
     stats: RunStats = field(default_factory=RunStats)
+    runtime: dict[str, Any] | None = None
 
 
 class Engine(Protocol):
@@ -57,7 +59,7 @@ class LocalEngine:
     """Scores the chunks one after another in this process."""
 
     def write_chunks(self, work: Work, job: FileJob, writer: ChunkedWriter) -> EngineReport:
-        report = EngineReport({"engine": {"name": "local"}})
+        report = EngineReport({"name": "local"})
         chunks = iter_chunks(
             job.source, fields=job.fields, chunk_size=writer.chunk_size, skip=writer.records_done
         )

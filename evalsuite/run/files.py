@@ -9,13 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from evalsuite.manifest import RunManifest
 from evalsuite.records import count_records, iter_chunks
+from evalsuite.results import Results
 from evalsuite.run.work import Hooks, OnError, Row, Work
 
 
@@ -97,5 +99,13 @@ class FileRun:
     records: int
     errors: int
     summary: pl.DataFrame
-    results: Any  # Results: ids and score columns only, for threshold checks
-    manifest: dict[str, Any] = field(default_factory=dict)
+    results: Results  # ids and score columns only, for threshold checks
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest as written (JSON); :attr:`run_manifest` is the typed view."""
+        return self.results.manifest
+
+    @property
+    def run_manifest(self) -> RunManifest:
+        return self.results.run_manifest

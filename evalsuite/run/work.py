@@ -37,7 +37,7 @@ Row = dict[str, Any]
 
 def check_on_error(on_error: object) -> OnError:
     """``on_error`` when it is ``"fail"`` or ``"skip"``."""
-    return check_choice("on_error", on_error, ("fail", "skip"))  # type: ignore[no-any-return]
+    return check_choice("on_error", on_error, ("fail", "skip"))
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The only layer that knows devices, dtypes, batching and model loading.
 
-Importing this package does not import torch; the first model call does.
+Importing this package, building a :class:`Runtime` and describing it or its models import no
+torch: the device and dtype are resolved, and torch imported, on the first model call.
 """
 
 from evalsuite.runtime.core import Runtime, RuntimeStats, TruncationWarning

@@ -8,7 +8,7 @@ from a config before any weights are loaded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +23,23 @@ def label_names(id2label: Mapping[int, str] | Mapping[str, str]) -> list[str]:
     ['neutral', 'toxic']
     """
     return [str(name) for _, name in sorted((int(index), name) for index, name in id2label.items())]
+
+
+def config_labels(config: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """Label names (output order) and ``problem_type`` from a classifier's ``config.json`` contents.
+
+    Read as transformers reads them: a config without ``id2label`` has ``num_labels`` (default 2)
+    labels named ``LABEL_0``, ``LABEL_1``...
+
+    >>> config_labels({"id2label": {"0": "neutral", "1": "toxic"}})
+    (['neutral', 'toxic'], None)
+    >>> config_labels({"problem_type": "multi_label_classification"})
+    (['LABEL_0', 'LABEL_1'], 'multi_label_classification')
+    """
+    id2label = config.get("id2label")
+    if id2label is None:
+        id2label = {index: f"LABEL_{index}" for index in range(int(config.get("num_labels") or 2))}
+    return label_names(id2label), config.get("problem_type")
 
 
 def activation(problem_type: str | None) -> Activation:

@@ -13,6 +13,33 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 
 
+def check_device(device: str) -> str:
+    """A device name checked against the choices, without importing torch (or asking the hardware).
+
+    >>> check_device("cuda:1")
+    'cuda:1'
+    """
+    if device.split(":")[0] not in DEVICE_CHOICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N'), got {device!r}")
+    return device
+
+
+def check_dtype(dtype: str) -> str:
+    """A dtype name checked against the choices, without importing torch.
+
+    >>> check_dtype("bfloat16")
+    'bfloat16'
+    """
+    if dtype not in DTYPE_CHOICES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    return dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` → ``"float32"``, as the manifest writes it."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """Map ``"auto"`` to the best device present (cuda → mps → cpu); validate explicit choices.
 
@@ -21,9 +48,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     """
     import torch
 
-    name = device.split(":")[0]
-    if name not in DEVICE_CHOICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N'), got {device!r}")
+    name = check_device(device).split(":")[0]
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -47,9 +72,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """
     import torch
 
-    if dtype not in DTYPE_CHOICES:
-        raise ConfigError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
-    if dtype == "auto":
+    if check_dtype(dtype) == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
 

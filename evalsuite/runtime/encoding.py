@@ -88,15 +88,30 @@ def pooled_embeddings(encoder: LoadedModel, token_ids: Sequence[Sequence[int]]) 
     return pooled
 
 
+def pair_inputs(
+    rows: Sequence[Sequence[tuple[int, int]]], pad_id: int, device: torch.device, *, segments: bool = True
+) -> dict[str, torch.Tensor]:
+    """``input_ids``, ``attention_mask`` and (with ``segments``) ``token_type_ids`` of (token id,
+    segment id) rows, right-padded, on ``device``: a classifier's inputs, for inference or training."""
+    input_ids, attention_mask = pad_batch([[token for token, _ in row] for row in rows], pad_id, device)
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if segments:
+        token_type_ids = torch.zeros_like(input_ids)
+        for index, row in enumerate(rows):
+            token_type_ids[index, : len(row)] = torch.tensor(
+                [segment for _, segment in row], dtype=torch.long
+            )
+        inputs["token_type_ids"] = token_type_ids
+    return inputs
+
+
 def classify(classifier: LoadedModel, pairs: Sequence[Sequence[tuple[int, int]]]) -> torch.Tensor:
     """Logits ``[batch, labels]`` of a sequence-classification head for (token id, segment id) rows."""
-    token_ids = [[token for token, _ in row] for row in pairs]
-    pad_id = classifier.tokenizer.pad_token_id or 0
-    input_ids, attention_mask = pad_batch(token_ids, pad_id, classifier.device)
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if "token_type_ids" in classifier.tokenizer.model_input_names:
-        segments = torch.zeros_like(input_ids)
-        for row, pair in enumerate(pairs):
-            segments[row, : len(pair)] = torch.tensor([segment for _, segment in pair], dtype=torch.long)
-        inputs["token_type_ids"] = segments
+    tokenizer = classifier.tokenizer
+    inputs = pair_inputs(
+        pairs,
+        tokenizer.pad_token_id or 0,
+        classifier.device,
+        segments="token_type_ids" in tokenizer.model_input_names,
+    )
     return classifier.model(**inputs).logits

@@ -8,13 +8,23 @@ on the right and masked, so a row's numbers do not depend on what it is batched 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from evalsuite.runtime.core import TargetLogProbs
 from evalsuite.runtime.encoding import pad_batch
 from evalsuite.runtime.models import LoadedModel
+from evalsuite.runtime.tokens import likelihood_example
+
+if TYPE_CHECKING:
+    from evalsuite.runtime.core import Runtime
 
 Example = tuple[Sequence[int], Sequence[int]]  # (context token ids, target token ids)
+
+# Logits are [tokens, vocabulary] floats: a language model's batch is capped at this many logits
+# (512 MiB of float32), whatever the token budget, so a 50k-word vocabulary cannot exhaust memory.
+LOGIT_BUDGET = 1 << 27
 
 
 def is_seq2seq(lm: LoadedModel) -> bool:
@@ -93,3 +103,59 @@ def shared_context_log_probs(
             log_probs[1:] = rest.gather(-1, input_ids[row, 1 : len(target)].unsqueeze(-1)).squeeze(-1).cpu()
         results.append(log_probs)
     return results
+
+
+def score_targets(rt: Runtime, model: str, pairs: Sequence[tuple[str, str]]) -> list[TargetLogProbs]:
+    """:meth:`Runtime.target_log_probs <evalsuite.runtime.Runtime.target_log_probs>`: each distinct
+    pair scored once, in the runtime's batches; a causal LM's context shared by several targets
+    runs once for all of them.
+    """
+    lm = rt.language_model(model)
+    seq2seq = is_seq2seq(lm)
+    unique = list(dict.fromkeys(pairs))
+    examples = []
+    for context, target in unique:
+        context_ids, target_ids, cut = likelihood_example(
+            lm.tokenizer, lm.max_length, context, target, seq2seq=seq2seq
+        )
+        if cut:
+            rt.count_truncation(model, cut, lm.max_length)
+        examples.append((context_ids, target_ids))
+    vocabulary = int(lm.model.config.get_text_config().vocab_size)
+    token_budget = max(1, min(rt.token_budget, LOGIT_BUDGET // vocabulary))
+
+    def compute(batch: list[Any]) -> list[object]:
+        return list(target_log_probs(lm, batch))
+
+    def cost(example: tuple[list[int], list[int]]) -> int:
+        # Padded positions that produce logits: the decoder's, or the whole causal sequence.
+        context, target = example
+        return max(len(context), len(target)) if seq2seq else len(context) + len(target)
+
+    # Causal LMs share a context's pass among its targets (the candidates of one source).
+    groups: dict[tuple[int, ...], list[int]] = {}
+    if not seq2seq:
+        for index, (context_ids, _) in enumerate(examples):
+            groups.setdefault(tuple(context_ids), []).append(index)
+    shared = {prefix: indices for prefix, indices in groups.items() if len(indices) > 1}
+    alone = [i for i in range(len(examples)) if tuple(examples[i][0]) not in shared]
+    outputs = rt.batched(
+        [examples[i] for i in alone],
+        compute,
+        lengths=[cost(examples[i]) for i in alone],
+        token_budget=token_budget,
+    )
+    found = dict(zip(alone, outputs, strict=True))
+    for prefix, indices in shared.items():
+
+        def after_prefix(batch: list[Any], prefix: tuple[int, ...] = prefix) -> list[object]:
+            return list(shared_context_log_probs(lm, prefix, batch))
+
+        targets = [examples[i][1] for i in indices]
+        found.update(zip(indices, rt.batched(targets, after_prefix, token_budget=token_budget), strict=True))
+    rows = [found[i] for i in range(len(examples))]
+    scored = {
+        pair: TargetLogProbs(lm.tokenizer.convert_ids_to_tokens(target), row)  # type: ignore[arg-type]
+        for pair, (_, target), row in zip(unique, examples, rows, strict=True)
+    }
+    return [scored[pair] for pair in pairs]

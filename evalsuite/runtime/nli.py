@@ -7,9 +7,17 @@ guessed) and unnamed labels (``LABEL_0``...) need a ``label_map`` from the calle
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from evalsuite.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from evalsuite.runtime.models import LoadedModel
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 
@@ -60,3 +68,56 @@ def label_columns(id2label: Mapping[int, str], label_map: Mapping[str, str] | No
 
 def _normalise(label: str) -> str:
     return str(label).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def nli_probabilities(
+    classifier: LoadedModel, columns: Sequence[int], batch: Sequence[Sequence[tuple[int, int]]]
+) -> list[torch.Tensor]:
+    """One batch of encoded pairs → a row of (entailment, neutral, contradiction) probabilities each."""
+    import torch
+
+    from evalsuite.runtime.encoding import classify
+
+    probabilities = classify(classifier, batch).float().softmax(dim=-1).cpu()
+    mapped = torch.zeros((len(batch), len(NLI_LABELS)))
+    for output, column in enumerate(columns):
+        mapped[:, column] += probabilities[:, output]
+    return list(mapped)
+
+
+Pair = tuple[str, str]
+
+
+class PairMemo:
+    """The most recent ``size`` NLI rows by (scope, premise, hypothesis), shared by threads.
+
+    The metrics of one run often need the same pairs (samples against samples, a prediction that
+    is also a sample): each is scored once, then read from here.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: OrderedDict[tuple[Hashable, ...], torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def lookup(self, scope: tuple[Hashable, ...], pairs: Sequence[Pair]) -> dict[Pair, torch.Tensor]:
+        """The rows already known among ``pairs`` (each marked as recently used)."""
+        found: dict[Pair, torch.Tensor] = {}
+        with self._lock:
+            for pair in dict.fromkeys(pairs):
+                row = self._rows.get((*scope, *pair))
+                if row is not None:
+                    self._rows.move_to_end((*scope, *pair))
+                    found[pair] = row
+        return found
+
+    def store(self, scope: tuple[Hashable, ...], pairs: Sequence[Pair], rows: Sequence[torch.Tensor]) -> None:
+        """Remember ``rows`` of ``pairs``, forgetting the least recently used past ``size``."""
+        with self._lock:
+            for pair, row in zip(pairs, rows, strict=True):
+                self._rows[(*scope, *pair)] = row
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)

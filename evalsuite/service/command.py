@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from evalsuite.cli_common import DeviceOption, DtypeOption, err_console, exit_on_error
+from evalsuite.cli_common import CachePathOption, DeviceOption, DtypeOption, err_console, exit_on_error
 from evalsuite.errors import ConfigError
 from evalsuite.service.settings import DEFAULT_METRICS, ServiceSettings
 
@@ -88,7 +88,7 @@ def serve_command(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     cache: Annotated[bool, typer.Option(help="Reuse and store scores in the score cache.")] = True,
-    cache_path: Annotated[Path | None, typer.Option(help="SQLite score cache file.")] = None,
+    cache_path: CachePathOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the metrics until interrupted (Ctrl+C); ``serve keys add`` creates API keys."""

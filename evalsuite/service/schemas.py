@@ -66,12 +66,19 @@ class SummaryRow(BaseModel):
 
 
 class RecordError(BaseModel):
-    """A record skipped because it failed validation (on_error=skip)."""
+    """A record skipped because it failed validation (on_error=skip): the error row every run writes
+    (a file run's ``.errors.jsonl``, ``Results.errors``), located in the request."""
 
-    index: int
-    id: str | None
-    field: str | None
-    message: str
+    index: int = Field(description="Position of the record in the request's records (0-based).")
+    location: str = Field(description="Where the record is: records[3].")
+    field: str | None = Field(
+        description="The record's field at fault (prediction, id, ...), when one is: the 422 of "
+        "on_error=fail names it as records[3].prediction."
+    )
+    reason: str = Field(description="What is wrong with it.")
+    record: dict[str, Any] | None = Field(
+        description="The record as validated (after the field mapping); null if it was not an object."
+    )
 
 
 class ScoreResponse(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -21,11 +21,12 @@ import polars as pl
 from evalsuite.api import Scorer, build_metrics
 from evalsuite.cache import ScoreCache
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, UnknownMetricError
-from evalsuite.records import CANONICAL_FIELDS, RawRecord, apply_field_mapping, validate_record
+from evalsuite.records import CANONICAL_FIELDS, RawRecord, iter_chunks
+from evalsuite.registry import Metric
 from evalsuite.results import summarize
+from evalsuite.run import OnError, Work, check_on_error
 from evalsuite.runtime.microbatch import FairLock, MicroBatcher
 from evalsuite.service.settings import ServiceSettings
-from evalsuite.registry import Metric
 
 __all__ = ["ServedMetrics", "ServiceOverloadedError", "check_field_mapping", "record_cost"]
 
@@ -146,7 +147,7 @@ class ServedMetrics:
     def warm_up(self) -> None:
         """Score one tiny record with each metric, past the cache, so its models are loaded now."""
         for scorer in self._scorers.values():
-            record = validate_record(RawRecord(0, "warm-up record", WARM_UP_RECORD), scorer.required_fields)
+            [record], _ = scorer.work.validate([RawRecord(0, "warm-up record", WARM_UP_RECORD)], "fail")
             with self.model_lock:
                 for metric in scorer.metrics:
                     metric.score_batch([record], scorer.runtime)
@@ -154,8 +155,8 @@ class ServedMetrics:
     def scorer_for(self, names: Sequence[str]) -> Scorer:
         """A Scorer over the served metrics named (for jobs); it shares their models and the cache.
 
-        It takes no lock itself: the caller holds :attr:`model_lock` around its model work. The
-        scorers are kept and closed with this object.
+        It takes no lock itself: the caller passes :attr:`model_lock` in its :class:`~evalsuite.run.Hooks`.
+        The scorers are kept (one per list of names) and closed with this object.
         """
         chosen = tuple(self.resolve(list(names)))
         with self._job_scorers_lock:
@@ -205,14 +206,17 @@ class ServedMetrics:
         """Validate and score ``records``; blocks until the batchers answer (thread-safe).
 
         Returns ``scores`` (one row per valid record), ``summary``, ``errors`` (records skipped
-        when ``on_error="skip"``), ``config_hashes`` and ``model_hashes``. Raises
-        :class:`InputError` naming the field (``records[3].prediction``), :class:`UnknownMetricError`,
-        or :class:`TimeoutError` after ``timeout`` seconds (default: the settings' request timeout).
+        when ``on_error="skip"``: the error rows of every run, see
+        :func:`evalsuite.records.error_entry`, located ``records[i]``), ``config_hashes`` and
+        ``model_hashes``. Raises :class:`InputError` naming the field (``records[3].prediction``),
+        :class:`UnknownMetricError`, or :class:`TimeoutError` after ``timeout`` seconds (default:
+        the settings' request timeout).
         """
         limit = self.settings.request_timeout_s if timeout is None else timeout
+        mode = check_on_error(on_error)
         names = self.resolve(metrics)
         chosen = [self.metrics[name] for name in names]
-        valid, errors = self._validate(records, chosen, fields, on_error)
+        valid, errors = self._validate(records, names, fields, mode)
         rows = self._scores(names, valid, time.monotonic() + limit, limit)
         columns = [column for metric in chosen for column in metric.columns]
         table = pl.DataFrame(
@@ -225,7 +229,8 @@ class ServedMetrics:
         return {
             "scores": [{key: _json_value(value) for key, value in row.items()} for row in rows],
             "summary": [{key: _json_value(value) for key, value in row.items()} for row in summary],
-            "errors": errors,
+            # An error row echoes its record, as sent: it may hold what JSON cannot (NaN, a lone surrogate).
+            "errors": [_json_value(row) for row in errors],
             "config_hashes": {metric.name: metric.config_hash() for metric in chosen},
             "model_hashes": {
                 model: self.model_hashes[model] for metric in chosen for model in metric.models()
@@ -266,24 +271,28 @@ class ServedMetrics:
 
     def _new_scorer(self, metrics: list[Metric]) -> Scorer:
         settings = self.settings
-        scorer = Scorer(
+        return Scorer(
             metrics,
             device=settings.device,
             dtype=settings.dtype,
             batch_size=settings.batch_size,
             token_budget=settings.token_budget,
-            cache=False,
+            cache=self.cache if self.cache is not None else False,  # one connection for the process
         )
-        scorer.cache = self.cache  # one connection for every scorer of the process
-        return scorer
+
+    def _work_for(self, names: Sequence[str]) -> Work:
+        """The unit of work over the named metrics, to validate a request with (any order of them)."""
+        return self.scorer_for([name for name in self.names if name in names]).work
 
     def _validate(
         self,
         records: Sequence[Mapping[str, Any]],
-        chosen: Sequence[Metric],
+        names: Sequence[str],
         fields: Mapping[str, str] | None,
-        on_error: str,
+        on_error: OnError,
     ) -> tuple[list[Row], list[Row]]:
+        """The valid records and the error rows of a request, through :meth:`Work.validate` as every
+        run validates (duplicate ids included); its texts must also fit ``max_text_chars``."""
         limit = self.settings.max_records_per_request
         if len(records) > limit:
             raise InputError(
@@ -291,41 +300,32 @@ class ServedMetrics:
                 field="records",
             )
         check_field_mapping(fields)
-        needed = {name for metric in chosen for name in metric.fields}
-        required = [name for name in CANONICAL_FIELDS if name in needed]
-        valid: list[Row] = []
-        errors: list[Row] = []
-        for index, data in enumerate(records):
-            mapped = apply_field_mapping(data, fields)
-            self._check_text_lengths(mapped, index)
+        work = self._work_for(names)
+        # One chunk: the whole request is validated before any of it is scored.
+        for chunk in iter_chunks(records, fields=fields, label="records", chunk_size=len(records) or 1):
             try:
-                valid.append(validate_record(RawRecord(index, f"records[{index}]", mapped), required))
+                return work.validate(self._within_text_limit(chunk), on_error)
             except InputError as error:
-                field = f"records[{index}]" + (f".{error.field}" if error.field else "")
-                if on_error == "fail":
-                    raise InputError(f"{field}: {error.reason}", field=field) from None
-                raw_id = mapped.get("id")
-                errors.append(
-                    {
-                        "index": index,
-                        "id": None if raw_id is None else str(raw_id),
-                        "field": field,
-                        "message": error.reason,
-                    }
-                )
-        return valid, errors
+                raise _named_in_request(error) from None
+        return [], []
 
-    def _check_text_lengths(self, record: Mapping[str, Any], index: int) -> None:
+    def _within_text_limit(self, chunk: Iterable[RawRecord]) -> Iterator[RawRecord]:
+        """The records of ``chunk`` as validation reaches them; a text over ``max_text_chars`` fails
+        the request (422) whatever ``on_error`` says: the limit protects the service, not the run."""
         limit = self.settings.max_text_chars
-        for name in _TEXT_FIELDS:
-            value = record.get(name)
-            texts = [(name, value)] if isinstance(value, str) else []
-            if isinstance(value, list):
-                texts = [(f"{name}[{i}]", text) for i, text in enumerate(value) if isinstance(text, str)]
-            for where, text in texts:
-                if len(text) > limit:
-                    field = f"records[{index}].{where}"
-                    raise InputError(f"{field} has {len(text)} characters, the limit is {limit}", field=field)
+        for raw in chunk:
+            for name in _TEXT_FIELDS:
+                value = None if raw.data is None else raw.data.get(name)
+                texts = [(name, value)] if isinstance(value, str) else []
+                if isinstance(value, list):
+                    texts = [(f"{name}[{i}]", text) for i, text in enumerate(value) if isinstance(text, str)]
+                for where, text in texts:
+                    if len(text) > limit:
+                        field = f"{raw.location}.{where}"
+                        raise InputError(
+                            f"{field} has {len(text)} characters, the limit is {limit}", field=field
+                        )
+            yield raw
 
 
 def check_field_mapping(fields: Mapping[str, str] | None) -> None:
@@ -338,8 +338,19 @@ def check_field_mapping(fields: Mapping[str, str] | None) -> None:
             )
 
 
+def _named_in_request(error: InputError) -> InputError:
+    """A record's error as a request names it: field ``records[3].prediction``, message prefixed with it."""
+    if error.location is None:  # already named (a text over the limit)
+        return error
+    field = error.location + (f".{error.field}" if error.field else "")
+    return InputError(f"{field}: {error.reason}", field=field)
+
+
 def _score_rows(scorer: Scorer, records: list[Row]) -> list[Row]:
-    """A micro-batch through the Scorer (and its cache): one row of columns per record."""
+    """A micro-batch through the unit of work (and the cache): one row of columns per record.
+
+    The batcher holds the model lock around this call, so no hooks are passed.
+    """
     columns = scorer.score_records(records)
     return [{column: values[i] for column, values in columns.items()} for i in range(len(records))]
 
@@ -349,13 +360,24 @@ def _report_batch(on_batch: Callable[[str, int], None], name: str, items: int, _
 
 
 def _json_value(value: Any) -> Any:
-    """NaN and infinity become null (JSON has neither); numpy values become Python ones."""
+    """NaN and infinity become null (JSON has neither); numpy values become Python ones; a lone
+    surrogate (``"\\ud800"`` in a request, UTF-8 cannot carry it) becomes the visible text ``\\ud800``."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return _utf8_text(value)
     if isinstance(value, list):
         return [_json_value(item) for item in value]
     if isinstance(value, dict):
-        return {key: _json_value(item) for key, item in value.items()}
+        return {_utf8_text(str(key)): _json_value(item) for key, item in value.items()}
     return value
+
+
+def _utf8_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

@@ -32,9 +32,12 @@ import torch
 
 from evalsuite.datasets import resolve_data_dir
 from evalsuite.errors import ConfigError, InputError, MissingDependencyError
+from evalsuite.runtime import Runtime
+from evalsuite.runtime.encoding import pair_inputs
 from evalsuite.runtime.nli import NLI_LABELS
 
 TRAIN_DIR = Path("nli") / "train"
+EVALUATION_BATCH_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -149,32 +152,25 @@ def encode(tokenizer: Any, examples: Sequence[Example], max_length: int) -> list
     return [list(zip(ids, types, strict=True)) for ids, types in pairs]
 
 
-def collate(rows: Sequence[Row], pad_id: int) -> dict[str, torch.Tensor]:
-    longest = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-    token_type_ids = torch.zeros((len(rows), longest), dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor([token for token, _ in row])
-        token_type_ids[i, : len(row)] = torch.tensor([kind for _, kind in row])
-        attention_mask[i, : len(row)] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+def evaluate(
+    model: Any, rows: Sequence[Row], labels: Sequence[int], pad_id: int, runtime: Runtime
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy on a labelled set, in the runtime's length-sorted batches."""
+    if not rows:
+        return {"accuracy": 0.0, "loss": 0.0}
 
+    def logits_of(batch: list[Row]) -> list[object]:
+        return list(model(**pair_inputs(batch, pad_id, runtime.device)).logits)
 
-def evaluate(model: Any, rows: Sequence[Row], labels: Sequence[int], pad_id: int) -> dict[str, float]:
-    """Accuracy and mean cross-entropy on a labelled set."""
     model.eval()
-    correct, loss_sum = 0, 0.0
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    with torch.inference_mode():
-        for start in range(0, len(order), 128):
-            batch = order[start : start + 128]
-            logits = model(**collate([rows[i] for i in batch], pad_id)).logits
-            target = torch.tensor([labels[i] for i in batch])
-            loss_sum += float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
-            correct += int((logits.argmax(dim=-1) == target).sum())
-    model.train()
-    return {"accuracy": correct / max(len(rows), 1), "loss": loss_sum / max(len(rows), 1)}
+    try:
+        logits = torch.stack(runtime.batched(rows, logits_of))  # type: ignore[arg-type]
+    finally:
+        model.train()
+    target = torch.tensor(labels, device=logits.device)
+    loss_sum = float(torch.nn.functional.cross_entropy(logits, target, reduction="sum"))
+    correct = int((logits.argmax(dim=-1) == target).sum())
+    return {"accuracy": correct / len(rows), "loss": loss_sum / len(rows)}
 
 
 def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
@@ -197,6 +193,14 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     examples = [example for path in files for example in read_examples(path, config.limit)]
     train_set, holdout = split_holdout(examples, config.holdout_ratio, config.seed)
 
+    # CPU and float32: a training run must be repeatable bit for bit. Evaluation batches are the
+    # runtime's (longest first); rows never exceed max_length, so only the batch size bounds them.
+    runtime = Runtime(
+        device="cpu",
+        dtype="float32",
+        batch_size=EVALUATION_BATCH_SIZE,
+        token_budget=EVALUATION_BATCH_SIZE * config.max_length,
+    )
     base = resolve_model(config.base)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -207,7 +211,7 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     )
     if config.lora_rank > 0:
         model = with_lora(model, config)
-    model.train()
+    model.to(runtime.device).train()
     train_rows = encode(tokenizer, train_set, config.max_length)
     holdout_rows = encode(tokenizer, holdout, config.max_length)
     pad_id = tokenizer.pad_token_id
@@ -237,8 +241,8 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     for epoch in range(1, config.epochs + 1):
         running = 0.0
         for batch in length_grouped_batches([len(r) for r in train_rows], config.batch_size, rng):
-            inputs = collate([train_rows[i] for i in batch], pad_id)
-            target = torch.tensor([train_set[i].label for i in batch])
+            inputs = pair_inputs([train_rows[i] for i in batch], pad_id, runtime.device)
+            target = torch.tensor([train_set[i].label for i in batch], device=runtime.device)
             loss = torch.nn.functional.cross_entropy(model(**inputs).logits, target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
@@ -258,7 +262,8 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
                 log.flush()
                 print(json.dumps(entry), flush=True)
                 running = 0.0
-        metrics = {"epoch": epoch, **evaluate(model, holdout_rows, [e.label for e in holdout], pad_id)}
+        holdout_labels = [e.label for e in holdout]
+        metrics = {"epoch": epoch, **evaluate(model, holdout_rows, holdout_labels, pad_id, runtime)}
         metrics["elapsed_s"] = round(time.time() - started, 1)
         print(json.dumps({"holdout": metrics}), flush=True)
         log.write(json.dumps({"holdout": metrics}) + "\n")

@@ -14,12 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from evalsuite.api import Scorer
-from evalsuite.run import Work, WorkSettings
 from evalsuite.cli import app
 from evalsuite.distributed import RayEngine
 from evalsuite.errors import ConfigError, MissingDependencyError
 from evalsuite.records import RawRecord
 from evalsuite.results import manifest_path
+from evalsuite.run import Work, WorkSettings
 from metrics.base import load_metric
 
 ray = pytest.importorskip("ray")

@@ -15,9 +15,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from evalsuite.generation.command import generate_command
+from evalsuite.cli.generate import generate_command
+from evalsuite.errors import ConfigError
 from evalsuite.generation.generator import TextGenerator
 from evalsuite.records import RawRecord, validate_record
+from evalsuite.runtime import Runtime
 
 runner = CliRunner()
 PROMPTS = [
@@ -215,3 +217,16 @@ def test_chat_template_is_applied_when_the_tokenizer_has_one(tmp_path: Path, tin
     assert generator.describe()["chat_template"] is True
     plain = TextGenerator(str(chat_dir), device="cpu", chat_template=False)
     assert plain.encode_prompt("hi there") == tokenizer("hi there")["input_ids"]
+
+
+def test_the_generator_loads_its_models_on_the_runtime_it_is_given(tiny_llama_dir: Path) -> None:
+    runtime = Runtime(device="cpu", dtype="float32")
+    generator = TextGenerator(str(tiny_llama_dir), runtime=runtime)
+    assert generator.runtime is runtime
+    assert generator.target is runtime.language_model(str(tiny_llama_dir))
+    assert generator.device == runtime.device
+    described = generator.describe()
+    assert (described["device"], described["dtype"]) == ("cpu", "float32")
+    assert described["models"]["target"] == runtime.describe_model(str(tiny_llama_dir))
+    with pytest.raises(ConfigError, match="either a runtime or a device and dtype"):
+        TextGenerator(str(tiny_llama_dir), runtime=runtime, device="cpu")

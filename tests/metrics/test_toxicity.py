@@ -222,8 +222,8 @@ def test_cache_namespace_changes_with_the_activation_not_only_the_weights(
     multi = Toxicity(model=str(tiny_classifier(LABELS, problem_type=MULTI_LABEL)))
     single = Toxicity(model=str(tiny_classifier(LABELS, problem_type=None)))
     with Scorer([multi], cache=False, device="cpu") as scorer:
-        multi_namespace = scorer._cache_namespace(multi)
-        single_namespace = scorer._cache_namespace(single)
+        multi_namespace = scorer.work.cache_namespace(multi)
+        single_namespace = scorer.work.cache_namespace(single)
     assert multi_namespace.split(":")[-1] == single_namespace.split(":")[-1]  # the weights hash
     assert multi_namespace != single_namespace
 
@@ -291,9 +291,11 @@ def test_default_is_the_lexical_model_and_loads_no_transformer() -> None:
     assert metric.is_lexical
     assert metric.columns == ["toxicity_profanity"]
     assert metric.models() == []
-    with Scorer([metric], cache=False, device="cpu") as scorer:
-        manifest = scorer.manifest({}, fields=None, started=0.0)
+    with Scorer([metric], cache=False, device="auto") as scorer:
+        manifest = scorer.score([{"prediction": "Hello there."}]).manifest
     assert manifest["models"] == {}
+    assert manifest["runtime"]["resolved"] is False  # no model ran: no device was even chosen
+    assert manifest["runtime"]["device"] == "auto"
 
 
 def test_default_cache_namespace_carries_the_package_versions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,10 +304,10 @@ def test_default_cache_namespace_carries_the_package_versions(monkeypatch: pytes
     assert "scikit-learn==" in versions
     metric = Toxicity()
     with Scorer([metric], cache=False, device="cpu") as scorer:
-        before = scorer._cache_namespace(metric)
+        before = scorer.work.cache_namespace(metric)
         assert hashlib.sha256(versions.encode()).hexdigest()[:16] in before.split(":")
         monkeypatch.setattr(toxicity_module, "version", lambda package: "99.0")
-        after = scorer._cache_namespace(metric)
+        after = scorer.work.cache_namespace(metric)
     assert after != before
 
 

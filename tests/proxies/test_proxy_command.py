@@ -11,8 +11,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from evalsuite.cli.proxy import proxy_app
 from evalsuite.results import Results
-from proxies.command import proxy_app
 
 app = typer.Typer()
 app.add_typer(proxy_app, name="proxy")
@@ -90,7 +90,7 @@ def test_fit_predict_cascade(tmp_path: Path, pair: tuple[Path, Path, Path]) -> N
     assert "chosen by 5-fold cross-validated log loss: linear(C=" in output
     assert model.is_file()
 
-    predictions = tmp_path / "verdicts.csv"
+    predictions = tmp_path / "out" / "verdicts.csv"  # the parent directory is created
     code, output = run("proxy", "predict", a, "--versus", b, "--model", model, "-o", predictions)
     assert code == 0, output
     frame = pl.read_csv(predictions)
@@ -197,6 +197,9 @@ def test_usage_errors_exit_2_with_a_clear_message(tmp_path: Path, pair: tuple[Pa
     code, output = run("proxy", "cascade", a, "--versus", b, "--model", model, "-o", tmp_path / "p.jsonl")
     assert code == 2
     assert "exactly one of --budget or --target-agreement" in output
+    code, output = run("proxy", "predict", a, "--versus", b, "--model", model, "-o", tmp_path / "p.txt")
+    assert code == 2
+    assert "output must end in .jsonl, .parquet or .csv, got 'p.txt'" in output
     fake = tmp_path / "fake.proxy"
     fake.write_bytes(b"\x80\x04not a zip")
     code, output = run("proxy", "predict", a, "--model", fake, "-o", tmp_path / "p.jsonl")

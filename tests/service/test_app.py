@@ -101,21 +101,46 @@ def test_skip_lists_invalid_records_and_scores_the_rest(make_client: Any) -> Non
     assert response.status_code == 200
     body = response.json()
     assert [row["id"] for row in body["scores"]] == ["0"]
+    # The error rows of every run (a file run's .errors.jsonl, Results.errors), located in the request.
     assert body["errors"] == [
         {
             "index": 1,
-            "id": "bad",
-            "field": "records[1].prediction",
-            "message": "field 'prediction' must be a string, got int",
+            "location": "records[1]",
+            "field": "prediction",
+            "reason": "field 'prediction' must be a string, got int",
+            "record": {"prediction": 42, "id": "bad"},
         },
         {
             "index": 2,
-            "id": None,
-            "field": "records[2].prediction",
-            "message": "missing required field 'prediction' (fields present: text; map one with --field prediction=<name>)",
+            "location": "records[2]",
+            "field": "prediction",
+            "reason": "missing required field 'prediction' (fields present: text; map one with --field prediction=<name>)",
+            "record": {"text": "no prediction"},
         },
     ]
     assert {row["errors"] for row in body["summary"]} == {2}
+
+
+def test_a_duplicate_id_in_a_request_is_an_invalid_record(make_client: Any, svc: Any) -> None:
+    client = make_client(metrics={"pii": {}})
+    records = [
+        {"id": "a", "prediction": "one"},
+        {"id": "b", "prediction": "two"},
+        {"id": "a", "prediction": "x"},
+    ]
+    response = client.post("/v1/score", json={"records": records})
+    assert response.status_code == 422
+    error = svc.error_of(response)
+    assert (error["code"], error["field"]) == ("validation_error", "records[2].id")
+    assert "duplicate id 'a'" in error["message"]
+    assert "records[0] has it too" in error["message"]
+
+    skipped = client.post("/v1/score", json={"records": records, "on_error": "skip"}).json()
+    assert [row["id"] for row in skipped["scores"]] == ["a", "b"]
+    [row] = skipped["errors"]
+    assert (row["index"], row["location"], row["field"]) == (2, "records[2]", "id")
+    assert row["reason"].startswith("duplicate id 'a'")
+    assert row["record"] == records[2]
 
 
 def test_skip_with_every_record_invalid_gives_an_empty_summary(make_client: Any) -> None:
@@ -648,8 +673,17 @@ def test_a_lone_surrogate_is_skipped_as_one_record_error(make_client: Any, svc: 
     result = response.json()
     assert [row["id"] for row in result["scores"]] == ["ok"]
     [error] = result["errors"]
-    assert (error["index"], error["field"]) == (0, "records[0].id")
-    assert error["id"] == "x \\ud800"  # the surrogate as visible text: UTF-8 cannot carry it
+    assert (error["index"], error["location"], error["field"]) == (0, "records[0]", "id")
+    assert error["record"]["id"] == "x \\ud800"  # the surrogate as visible text: UTF-8 cannot carry it
+
+
+def test_a_skipped_record_is_echoed_as_json_can_carry_it(make_client: Any) -> None:
+    body = '{"on_error": "skip", "records": [{"text": NaN, "meta": {"k\\ud800": "v\\udfff"}}, {"prediction": "ok"}]}'
+    response = post_raw(make_client(), body)
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert (error["location"], error["field"]) == ("records[0]", "prediction")
+    assert error["record"] == {"text": None, "meta": {"k\\ud800": "v\\udfff"}}
 
 
 @pytest.mark.parametrize(

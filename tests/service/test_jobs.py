@@ -9,50 +9,71 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from evalsuite.api import Scorer
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.service.jobs import DATABASE_NAME, OUTPUT_NAME, JobInfo, JobManager, PayloadTooLargeError
+from metrics.base import Metric, Scores
+
+if TYPE_CHECKING:
+    from evalsuite.runtime import Runtime
 
 CHUNK = 10
 METRICS = ["toxicity", "pii"]
 
 
-class RecordingScorer(Scorer):
-    """Counts the records it scores and runs ``hook(call_number)`` before each chunk."""
+class ModelWork(Metric):
+    """Stands for a model's work in a job: records the ids it scores and whether the model lock is
+    held while it runs, and first runs ``hook(call_number)``.
 
-    def __init__(self, metrics: list[str]) -> None:
-        super().__init__(metrics, device="cpu", cache=False, chunk_size=CHUNK)
+    A job scorer's last metric, so the hook runs after the job's checks for a stop, as the last
+    model work of its chunk: a chunk whose hook returns is committed.
+    """
+
+    name = "model_work"
+    fields = ("prediction",)
+    optional_fields = ("id",)  # the id too, so no two records share a cache key: each is scored
+    score_names = ("call",)
+
+    def __init__(self, model_lock: threading.Lock) -> None:
+        super().__init__()
+        self.model_lock = model_lock
         self.scored: list[str] = []
-        self.hook: Callable[[int], None] | None = None
         self.lock_held: list[bool] = []
-        self.model_lock: threading.Lock | None = None
+        self.hook: Callable[[int], object] | None = None
 
-    def score_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-        if self.model_lock is not None:
-            self.lock_held.append(self.model_lock.locked())
+    def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
+        self.lock_held.append(self.model_lock.locked())
         if self.hook is not None:
             self.hook(len(self.lock_held))
         self.scored.extend(str(record["id"]) for record in records)
-        return super().score_records(records)
+        return {"call": [float(len(self.lock_held))] * len(records)}
 
 
 class Served:
-    """What the app gives a JobManager: one scorer per metric set, kept across jobs."""
+    """What the app gives a JobManager: one scorer per metric set, kept across jobs, each ending
+    with a :class:`ModelWork` (``recorder(metrics)``)."""
 
     def __init__(self, model_lock: threading.Lock) -> None:
         self.model_lock = model_lock
-        self.scorers: dict[tuple[str, ...], RecordingScorer] = {}
+        self.scorers: dict[tuple[str, ...], Scorer] = {}
+        self.recorders: dict[tuple[str, ...], ModelWork] = {}
 
     def __call__(self, metrics: list[str]) -> Scorer:
         key = tuple(metrics)
         if key not in self.scorers:
-            self.scorers[key] = RecordingScorer(metrics)
-            self.scorers[key].model_lock = self.model_lock
+            self.recorders[key] = ModelWork(self.model_lock)
+            self.scorers[key] = Scorer(
+                [*metrics, self.recorders[key]], device="cpu", cache=False, chunk_size=CHUNK
+            )
         return self.scorers[key]
+
+    def recorder(self, metrics: list[str]) -> ModelWork:
+        self(metrics)
+        return self.recorders[tuple(metrics)]
 
 
 def answers(n: int, *, bad: Sequence[int] = (), prefix: str = "r") -> bytes:
@@ -117,7 +138,7 @@ def test_upload_job_succeeds_with_every_record_once(manager: JobManager, served:
     email = next(row for row in info.summary or [] if row["score"] == "pii_email")
     assert email["mean"] == pytest.approx(1.0)
     assert output_ids(manager.results_path(job.id)) == [f"r{i}" for i in range(35)]
-    assert served.scorers[tuple(METRICS)].scored == [f"r{i}" for i in range(35)]
+    assert served.recorder(METRICS).scored == [f"r{i}" for i in range(35)]
     assert info.created_at <= info.updated_at
     assert info.created_at.endswith("+00:00")
 
@@ -133,9 +154,46 @@ def test_model_lock_is_held_per_chunk_only(manager: JobManager, served: Served) 
     served.model_lock.release()
 
     assert wait_for(manager, job.id).state == "succeeded"
-    scorer = served.scorers[tuple(METRICS)]
-    assert scorer.lock_held == [True, True, True]  # one acquisition per chunk of 10
+    # The model work of each chunk of 10 ran under the lock, and the job let go of it after each.
+    assert served.recorder(METRICS).lock_held == [True, True, True]
     assert not served.model_lock.locked()
+
+
+def test_a_stop_while_waiting_for_the_models_commits_nothing_and_the_job_resumes(
+    tmp_path: Path, served: Served
+) -> None:
+    jobs_dir = tmp_path / "jobs"
+    first = JobManager(jobs_dir, served, served.model_lock)
+    first.start()
+    recorder = served.recorder(METRICS)
+    stopper = threading.Thread(target=first.stop, kwargs={"timeout": 30})
+    served.model_lock.acquire()  # an interactive request holds the models
+    try:
+        job = first.submit_upload("answers.jsonl", io.BytesIO(answers(25)), metrics=METRICS, on_error="fail")
+        deadline = time.monotonic() + 30
+        while (first.get(job.id) or job).records_total != 25 and time.monotonic() < deadline:
+            time.sleep(0.01)  # counted and validated without the lock
+        assert (first.get(job.id) or job).state == "running"
+        time.sleep(0.2)  # now waiting for the lock at its first model work
+        stopper.start()
+        while not first._stopping.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        served.model_lock.release()
+    stopper.join(30)
+    assert not stopper.is_alive()
+
+    assert recorder.scored == []  # stopped before the chunk's model work was done
+    assert list((jobs_dir / job.id).glob(f"{OUTPUT_NAME}.partial/part-*.parquet")) == []
+    second = JobManager(jobs_dir, served, served.model_lock)
+    second.start()
+    try:
+        info = wait_for(second, job.id)
+    finally:
+        second.stop()
+    assert info.state == "succeeded", info.error
+    assert output_ids(jobs_dir / job.id / OUTPUT_NAME) == [f"r{i}" for i in range(25)]
+    assert recorder.scored == [f"r{i}" for i in range(25)]
 
 
 def test_fail_mode_fails_the_job_naming_record_and_field(manager: JobManager, tmp_path: Path) -> None:
@@ -184,8 +242,7 @@ def test_interrupted_job_resumes_with_every_record_once(
     jobs_dir = tmp_path / "jobs"
     first = JobManager(jobs_dir, served, served.model_lock)
     first.start()
-    scorer = served(METRICS)
-    assert isinstance(scorer, RecordingScorer)
+    recorder = served.recorder(METRICS)
     reached = threading.Event()
 
     def block_third_chunk_until_stopping(call: int) -> None:
@@ -196,11 +253,11 @@ def test_interrupted_job_resumes_with_every_record_once(
             while not first._stopping.is_set() and time.monotonic() < deadline:
                 time.sleep(0.01)
 
-    scorer.hook = block_third_chunk_until_stopping
+    recorder.hook = block_third_chunk_until_stopping
     job = first.submit_upload("answers.jsonl", io.BytesIO(answers(55)), metrics=METRICS, on_error="skip")
     assert reached.wait(30)
     first.stop()
-    scorer.hook = None
+    recorder.hook = None
 
     staging = jobs_dir / job.id / f"{OUTPUT_NAME}.partial"
     committed = len(list(staging.glob("part-*.parquet")))
@@ -211,7 +268,7 @@ def test_interrupted_job_resumes_with_every_record_once(
         db.execute("UPDATE jobs SET state='running' WHERE id=?", (job.id,))
     db.close()
 
-    scorer.scored.clear()
+    recorder.scored.clear()
     second = JobManager(jobs_dir, served, served.model_lock)
     second.start()
     try:
@@ -222,14 +279,13 @@ def test_interrupted_job_resumes_with_every_record_once(
     assert info.state == "succeeded", info.error
     assert (info.records_total, info.records_done) == (55, 55)
     assert output_ids(jobs_dir / job.id / OUTPUT_NAME) == [f"r{i}" for i in range(55)]
-    assert scorer.scored == [f"r{i}" for i in range(committed * CHUNK, 55)]  # only what was missing
+    assert recorder.scored == [f"r{i}" for i in range(committed * CHUNK, 55)]  # only what was missing
 
 
 def test_jobs_run_in_submission_order(manager: JobManager, served: Served) -> None:
-    scorer = served(METRICS)
-    assert isinstance(scorer, RecordingScorer)
+    recorder = served.recorder(METRICS)
     release = threading.Event()
-    scorer.hook = lambda call: release.wait(30) and None
+    recorder.hook = lambda call: release.wait(30) and None
     jobs = [
         manager.submit_upload(
             f"b{k}.jsonl", io.BytesIO(answers(3, prefix=f"b{k}-")), metrics=METRICS, on_error="fail"
@@ -245,7 +301,7 @@ def test_jobs_run_in_submission_order(manager: JobManager, served: Served) -> No
     finished = [wait_for(manager, job.id) for job in jobs]
 
     assert [info.state for info in finished] == ["succeeded"] * 3
-    assert scorer.scored == [f"b{k}-{i}" for k in range(3) for i in range(3)]
+    assert recorder.scored == [f"b{k}-{i}" for k in range(3) for i in range(3)]
     assert manager.state_counts() == {"queued": 0, "running": 0, "succeeded": 3, "failed": 0}
     assert manager.queue_depth() == 0
 
@@ -380,14 +436,13 @@ def test_submitting_before_start_is_an_error(tmp_path: Path, served: Served) -> 
 
 
 def test_a_bug_fails_one_job_and_the_worker_goes_on(manager: JobManager, served: Served) -> None:
-    scorer = served(METRICS)
-    assert isinstance(scorer, RecordingScorer)
+    recorder = served.recorder(METRICS)
 
     def explode(call: int) -> None:
         if call == 1:
             raise RuntimeError("a bug in a metric")
 
-    scorer.hook = explode
+    recorder.hook = explode
     broken = manager.submit_upload("a.jsonl", io.BytesIO(answers(5)), metrics=METRICS, on_error="fail")
     fine = manager.submit_upload("b.jsonl", io.BytesIO(answers(5)), metrics=METRICS, on_error="fail")
 

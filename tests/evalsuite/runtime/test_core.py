@@ -195,9 +195,12 @@ def test_invalid_runtime_options_are_config_errors(option: str, value: int) -> N
         Runtime(device="cpu", **{option: value})
 
 
-def test_describe_and_layers(rt: Runtime) -> None:
-    assert rt.describe() == {"device": "cpu", "dtype": "float32", "batch_size": 64, "token_budget": 16_384}
+def test_describe_and_layers() -> None:
+    rt = Runtime(device="cpu")
+    settings = {"device": "cpu", "batch_size": 64, "token_budget": 16_384}
+    assert rt.describe() == {**settings, "dtype": "auto", "resolved": False}
     assert rt.num_layers("minilm") == 6
+    assert rt.describe() == {**settings, "dtype": "float32", "resolved": True}
     assert rt.default_layer("minilm") is None
     assert rt.default_layer("roberta-large") == 17
     assert rt.default_layer(str(MINILM_DIR)) is None

@@ -11,7 +11,6 @@ Exit codes: 0 ok, 1 an unexpected failure, 2 a usage or input error (as ``evalsu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,11 +18,11 @@ import polars as pl
 import typer
 from rich.console import Console
 
-from evalsuite.records.writers import json_encode_nested
-from evalsuite.cli_common import exit_on_error
+from evalsuite.cli_common import DeviceOption, exit_on_error
 from evalsuite.errors import (
     ConfigError,
 )
+from evalsuite.records import OUTPUT_FORMATS, write_table
 
 console = Console()
 
@@ -46,7 +45,6 @@ VersusOption = Annotated[
         help="Result file of the other output (B) of each pair: pairwise features (A, B, B − A), joined on id.",
     ),
 ]
-DeviceOption = Annotated[str, typer.Option(help="Device for embeddings: auto, cpu, cuda, cuda:N or mps.")]
 
 
 def parse_label_value(text: str) -> Any:
@@ -57,18 +55,14 @@ def parse_label_value(text: str) -> Any:
         return text
 
 
-def write_table(frame: pl.DataFrame, path: Path) -> Path:
-    """Write by extension (.jsonl, .parquet, .csv; lists become JSON text in CSV)."""
-    suffix = path.suffix.lower()
+def write_output(frame: pl.DataFrame, path: Path) -> Path:
+    """Write ``frame`` by extension through :func:`evalsuite.records.write_table` (lists and structs
+    become JSON text in CSV), creating the parent directory."""
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        expected = f"{', '.join(OUTPUT_FORMATS[:-1])} or {OUTPUT_FORMATS[-1]}"
+        raise ConfigError(f"output must end in {expected}, got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    writers: dict[str, Callable[[Path], object]] = {
-        ".jsonl": frame.write_ndjson,
-        ".parquet": frame.write_parquet,
-        ".csv": lambda target: frame.with_columns(json_encode_nested(frame.schema)).write_csv(target),
-    }
-    if suffix not in writers:
-        raise ConfigError(f"output must end in .jsonl, .parquet or .csv, got {path.name!r}")
-    writers[suffix](path)
+    write_table(frame, path)
     return path
 
 
@@ -191,7 +185,7 @@ def predict_command(
         proxy = load_predictor(model)
         runtime = _runtime(device) if proxy.schema and proxy.schema.config.embeddings else None
         predictions = proxy.predict(results, versus=versus, runtime=runtime)
-        write_table(predictions.to_frame(), output)
+        write_output(predictions.to_frame(), output)
     console.print(
         f"{len(predictions)} predictions (conformal coverage {predictions.coverage:g}) written to {output}",
         highlight=False,
@@ -235,8 +229,8 @@ def cascade_command(
         frame = plan.to_frame().with_columns(
             pl.Series("judge_prediction", predictions.label),
         )
-        write_table(frame, output)
+        write_output(frame, output)
         if curve is not None:
-            write_table(plan.curve, curve)
+            write_output(plan.curve, curve)
     console.print("\n".join(plan.lines()), highlight=False)
     console.print(f"plan: {output}" + (f"\ncurve: {curve}" if curve else ""), highlight=False)

@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 an unexpected failure, 2 a usage or input error (as ``evalsu
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,28 +13,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import TextColumn
 
-from evalsuite.cli_common import DeviceOption, DtypeOption, OverwriteOption, err_console, exit_on_error
+from evalsuite._validation import check_positive_int
+from evalsuite.cli_common import (
+    DeviceOption,
+    DtypeOption,
+    OverwriteOption,
+    default_output,
+    exit_on_error,
+    progress_bar,
+)
 from evalsuite.errors import ConfigError
 
 console = Console()
-
-
-def _default_output(source: Path) -> Path:
-    name = source.name
-    for suffix in (".jsonl.gz", ".ndjson.gz", ".jsonl", ".ndjson", ".parquet", ".csv"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return source.with_name(f"{name}.generated.jsonl")
 
 
 def generate_command(
@@ -104,8 +95,7 @@ def generate_command(
         fields = parse_field_mapping(field or [])
         if set(fields) - {"prompt"}:
             raise ConfigError(f"--field maps only the prompt here (prompt=COLUMN), got {sorted(fields)}")
-        if chunk_size < 1:
-            raise ConfigError(f"--chunk-size must be >= 1, got {chunk_size}")
+        check_positive_int("--chunk-size", chunk_size)
         if temperature is None:
             temperature = 0.0 if num_samples == 1 else 1.0
         options = GenerationOptions(
@@ -119,7 +109,7 @@ def generate_command(
             batch_size=batch_size,
         )
         total = check_prompts(source, fields, chunk_size)  # fail on a bad record before loading models
-        out = output or _default_output(source)
+        out = output or default_output(source, "generated")
         generator = TextGenerator(
             target,
             draft=draft,
@@ -132,7 +122,7 @@ def generate_command(
             options = replace(options, stop_token_ids=generator.stop_token_ids(stop))
         started = time.perf_counter()
         tokens = GenerationStats()
-        with _progress() as progress:
+        with progress_bar(TextColumn("{task.fields[rate]}")) as progress:
             task = progress.add_task("generating", total=total, rate="")
 
             def advance(records: int, stats: GenerationStats) -> None:
@@ -165,18 +155,3 @@ def generate_command(
             f"[yellow]{run.empty_samples} samples are empty (the model stopped at once); "
             "`evalsuite score` reports their records as bad input.[/]"
         )
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
