@@ -100,16 +100,11 @@ class Scorer:
         cache: bool | str | Path | ScoreCache = True,
         chunk_size: int = 1000,
     ) -> None:
+        # A ScoreCache object is shared (the service's one connection) and closed by its owner; the
+        # settings name its file, so a worker elsewhere opens the same cache.
         shared = cache if isinstance(cache, ScoreCache) else None
-        settings = WorkSettings(
-            device,
-            dtype,
-            batch_size,
-            token_budget,
-            True if shared else cast(bool | str | Path, cache),
-            chunk_size,
-        )
-        # A ScoreCache object is shared (the service's one connection) and closed by its owner.
+        cache_setting = cast(bool | str | Path, cache) if shared is None else shared.path
+        settings = WorkSettings(device, dtype, batch_size, token_budget, cache_setting, chunk_size)
         self._owns_cache = shared is None
         self.work = Work.build(build_metrics(metrics), settings, shared)
         self.stats = RunStats()  # summed over every call on this Scorer

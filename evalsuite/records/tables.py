@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,7 +42,18 @@ class _NoOneTypeError(Exception):
     pass
 
 
+_NONE = type(None)
+
+
 def _has_one_type(values: Iterable[Any]) -> bool:
+    values = list(values)
+    # Fast paths for what nearly every column is (texts, scores, lists of texts), checked in C.
+    kinds = set(map(type, values)) - {_NONE}
+    if len(kinds) <= 1 and kinds <= {str, float, bool}:
+        return True
+    lists = (value for value in values if value is not None)
+    if kinds == {list} and set(map(type, itertools.chain.from_iterable(lists))) <= {str}:
+        return True
     shape: Any = None
     try:
         for value in values:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalsuite.errors import ModelUnavailableError
+from evalsuite.runtime.gguf import converted_models_dir
 from evalsuite.runtime.presets import PRESETS, ModelPreset
 
 __all__ = [
@@ -147,25 +148,70 @@ def _hub_path(hub_id: str) -> Path | None:
         return None
 
 
-_weights_hashes: dict[tuple[str, float, int], str] = {}
+_WEIGHTS_HASHES_FILE = "weights-sha256.json"
+_weights_hashes: dict[str, str] = {}  # file identity (path, mtime, size, inode) -> sha256 of its bytes
+_weights_hashes_lock = threading.Lock()
 
 
 def weights_sha256(path: Path) -> str:
-    """sha256 over the model's weights files (name and content), memoised by path, mtime and size."""
+    """sha256 over the model's weights files (name and content).
+
+    Each file's hash is remembered by path, mtime, size and inode, in this process and in
+    ``weights-sha256.json`` beside the converted models: reading a 1.4 GB checkpoint on every run to
+    key the score cache would cost a cached re-run more than everything else it does.
+    """
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     digest = hashlib.sha256()
     for file in files:
         stat = file.stat()
-        key = (str(file), stat.st_mtime, stat.st_size)
-        if key not in _weights_hashes:
+        key = f"{file}|{stat.st_mtime_ns}|{stat.st_size}|{stat.st_ino}"
+        with _weights_hashes_lock:
+            if not _weights_hashes:
+                _weights_hashes.update(_stored_hashes())
+            known = _weights_hashes.get(key)
+        if known is None:
             file_digest = hashlib.sha256()
             with file.open("rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     file_digest.update(block)
-            _weights_hashes[key] = file_digest.hexdigest()
+            known = file_digest.hexdigest()
+            with _weights_hashes_lock:
+                _weights_hashes[key] = known
+                _store_hashes(_weights_hashes)
         digest.update(file.relative_to(path).as_posix().encode())
-        digest.update(_weights_hashes[key].encode())
+        digest.update(known.encode())
     return digest.hexdigest()
+
+
+def _stored_hashes() -> dict[str, str]:
+    import json
+
+    try:
+        stored = json.loads((converted_models_dir() / _WEIGHTS_HASHES_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {key: value for key, value in stored.items() if isinstance(key, str) and isinstance(value, str)}
+
+
+def _store_hashes(hashes: dict[str, str]) -> None:
+    """Best effort: a read-only cache directory only means hashing again next time."""
+    import json
+    import tempfile
+
+    folder = converted_models_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{_WEIGHTS_HASHES_FILE}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(hashes, handle)
+        os.replace(tmp, folder / _WEIGHTS_HASHES_FILE)  # atomic: concurrent runs never see half a file
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def model_config(spec: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from evalsuite.results import (
     summarize,
     write_manifest,
 )
+from evalsuite.testing import float_tolerance
 
 
 def _table(n: int = 40, seed: int = 1) -> pl.DataFrame:
@@ -74,6 +75,46 @@ def test_bootstrap_ci_is_seeded_and_wider_at_higher_confidence() -> None:
     low90, high90 = bootstrap_ci(values, confidence=0.90)
     low99, high99 = bootstrap_ci(values, confidence=0.99)
     assert low99 < low90 < high90 < high99
+
+
+@pytest.mark.parametrize("size", [2, 3, 17, 1000, 6000])
+@pytest.mark.parametrize("confidence", [0.5, 0.9, 0.95, 0.999])
+def test_bootstrap_ci_is_scipys_percentile_bootstrap(size: int, confidence: float) -> None:
+    import scipy.stats
+
+    import evalsuite.results.stats as stats
+
+    values = np.random.default_rng(size).normal(size=size)
+    reference = scipy.stats.bootstrap(
+        (values,),
+        np.mean,
+        n_resamples=2000,
+        batch=max(1, stats._BOOTSTRAP_CHUNK_VALUES // size),
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    tolerance = float_tolerance("float64", style="approx")
+    assert bootstrap_ci(values, confidence=confidence) == pytest.approx(
+        (reference.low, reference.high), **tolerance
+    )
+
+
+def test_bootstrap_ci_in_chunks_is_scipys_with_the_same_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scipy.stats
+
+    import evalsuite.results.stats as stats
+
+    monkeypatch.setattr(stats, "_BOOTSTRAP_CHUNK_VALUES", 1000)  # 2000 resamples of 300 in batches of 3
+    values = np.random.default_rng(5).uniform(size=300)
+    reference = scipy.stats.bootstrap(
+        (values,), np.mean, n_resamples=2000, batch=3, vectorized=True, method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval  # fmt: skip
+    assert bootstrap_ci(values) == pytest.approx(
+        (reference.low, reference.high), **float_tolerance("float64", style="approx")
+    )
 
 
 def test_bootstrap_ci_degenerate_inputs() -> None:

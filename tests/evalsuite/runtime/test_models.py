@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from evalsuite.errors import ModelUnavailableError
-from evalsuite.runtime import PRESETS, ModelPreset, Runtime, resolve_model
+from evalsuite.runtime import PRESETS, ModelPreset, Runtime, models, resolve_model
 from evalsuite.runtime.models import availability, load_encoder, weights_sha256
 from evalsuite.testing import float_tolerance
 
@@ -137,6 +138,35 @@ def test_weights_sha256_is_stable_and_content_sensitive(tmp_path: Path) -> None:
     assert weights_sha256(tmp_path) == first
     (tmp_path / "model.safetensors").write_bytes(b"weights v2 (longer)")
     assert weights_sha256(tmp_path) != first
+
+
+def test_weights_hashes_are_remembered_across_processes_until_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALSUITE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(models, "_weights_hashes", {})
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"weights v1")
+    first = weights_sha256(model)
+    assert (tmp_path / "models" / "weights-sha256.json").is_file()
+
+    monkeypatch.setattr(models, "_weights_hashes", {})  # a new process: only the stored hashes
+    real_open = Path.open
+
+    def refuse_weights(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == weights:
+            raise AssertionError("re-read a weights file whose hash is stored")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse_weights)
+    assert weights_sha256(model) == first
+    monkeypatch.setattr(Path, "open", real_open)
+
+    weights.write_bytes(b"weights v2")  # same size, new content (and mtime): hashed again
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert weights_sha256(model) != first
 
 
 def test_weights_sha256_of_the_packaged_model_is_stable() -> None:
