@@ -140,11 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(pairs)} STS-B train pairs, metric(s) {', '.join(args.metrics)}, device {args.device}; "
         "whole `python -m evalsuite` process (start, imports and model loading included)"
     )
-    print(f"{'run':<22}{'seconds':>10}{'records/s':>12}{'scores from cache':>20}")
+    print(f"{'run':<32}{'seconds':>10}{'records/s':>12}{'scores from cache':>20}")
     for timing in (floor, cold, cached):
         rate = "" if timing is floor else f"{len(pairs) / timing.seconds:,.1f}"
         hits = "" if timing.from_cache is None else f"{timing.from_cache[0]} of {timing.from_cache[1]}"
-        print(f"{timing.name:<22}{timing.seconds:>10.2f}{rate:>12}{hits:>20}")
+        print(f"{timing.name:<32}{timing.seconds:>10.2f}{rate:>12}{hits:>20}")
     if any(run.from_cache is None or run.from_cache[0] != run.from_cache[1] for run in reruns):
         print("warning: the re-run was not served entirely from the cache", file=sys.stderr)
     ratio = cold.seconds / cached.seconds
