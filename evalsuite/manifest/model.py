@@ -43,6 +43,7 @@ class RuntimeInfo(_Section):
     dtype: str | None = None
     batch_size: int | None = None
     token_budget: int | None = None
+    resolved: bool | None = None  # False: no model ran, so device and dtype are as requested ("auto")
 
 
 class ModelInfo(_Section):
