@@ -19,7 +19,7 @@ from evalsuite.cache import ScoreCache
 from evalsuite.checkpoint import ChunkedWriter
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import EngineInfo, InputInfo, RuntimeInfo, SummaryRow, manifest_path, write_manifest
-from evalsuite.records import RawRecord, Source, iter_chunks, warn_json_text
+from evalsuite.records import RawRecord, Source, iter_chunks, read_error_rows, warn_json_text
 from evalsuite.registry import Metric, load_metric
 from evalsuite.results import Results, summarize
 from evalsuite.run import (
@@ -35,7 +35,6 @@ from evalsuite.run import (
     Work,
     WorkSettings,
     check_on_error,
-    read_error_rows,
     read_scores,
     run_manifest,
     survey_input,

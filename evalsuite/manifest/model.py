@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -227,7 +226,10 @@ class RunManifest(_Section):
         """Write as JSON (indent 2, sorted keys) atomically; ``path`` as for :meth:`read`. Returns the file."""
         target = manifest_path(path)
         text = json.dumps(_written(self), indent=2, sort_keys=True, default=str, ensure_ascii=False) + "\n"
-        _write_text_atomically(target, text)
+        from evalsuite.records.writers import atomic_target
+
+        with atomic_target(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
         return target
 
     # -- meaning --------------------------------------------------------------------------------------
@@ -357,19 +359,3 @@ def _describe(error: ValidationError, limit: int = 3) -> str:
     ]
     more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
     return "; ".join(problems[:limit]) + more
-
-
-def _write_text_atomically(target: pathlib.Path, text: str) -> None:
-    # A reader (the dashboard, a resumed run) must never see a half-written manifest.
-    from evalsuite.records.writers import commit_file
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = pathlib.Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        commit_file(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -21,7 +21,7 @@ from evalsuite.records.schema import (
     parse_field_mapping,
 )
 from evalsuite.records.tables import table_from_rows, warn_json_text
-from evalsuite.records.validation import content_key, error_entry, validate_record
+from evalsuite.records.validation import content_key, error_entry, read_error_rows, validate_record
 from evalsuite.records.writers import (
     OUTPUT_FORMATS,
     commit_file,
@@ -49,6 +49,7 @@ __all__ = [
     "json_line",
     "output_format",
     "parse_field_mapping",
+    "read_error_rows",
     "table_from_rows",
     "validate_record",
     "warn_json_text",

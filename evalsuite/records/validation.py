@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -171,6 +172,14 @@ def error_entry(raw: RawRecord, error: InputError) -> dict[str, Any]:
         "reason": error.reason,
         "record": raw.data,
     }
+
+
+def read_error_rows(path: str | os.PathLike[str] | None) -> list[dict[str, Any]]:
+    """The error rows of a run's errors file (``OUT.errors.jsonl``); none for no file."""
+    if path is None or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
 
 
 def content_key(record: Mapping[str, Any], fields: Sequence[str]) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -129,16 +130,23 @@ def write_table(
 
 def write_table_atomically(table: pl.DataFrame | pl.LazyFrame, path: str | os.PathLike[str]) -> list[str]:
     """:func:`write_table` to ``path`` through a temporary file: a reader never sees half a file."""
-    target = Path(path)
-    fmt = output_format(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+    fmt = output_format(path)
+    with atomic_target(Path(path)) as tmp:
+        return write_table(table, tmp, fmt=fmt)
+
+
+@contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` to write; committed to ``path`` (fsynced, renamed) when the
+    block succeeds and removed when it fails, so a reader (the dashboard, a resumed run, a
+    concurrent process) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = Path(name)
     try:
-        nested = write_table(table, tmp, fmt=fmt)
-        commit_file(tmp, target)
+        yield tmp
+        commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return nested

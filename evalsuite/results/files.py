@@ -14,6 +14,7 @@ import polars as pl
 
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import RunManifest
+from evalsuite.records import read_error_rows
 
 __all__ = ["RESULT_FORMATS", "format_of", "read_errors_file", "read_table", "require_suffix"]
 
@@ -64,11 +65,7 @@ def read_table(source: pathlib.Path, manifest: RunManifest) -> pl.DataFrame:
 
 def read_errors_file(source: pathlib.Path) -> list[dict[str, Any]]:
     """The records that failed, from ``<name>.errors.jsonl`` beside the output (the CLI's); none without it."""
-    errors_file = source.with_suffix(".errors.jsonl")
-    if not errors_file.is_file():
-        return []
-    with errors_file.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    return read_error_rows(source.with_suffix(".errors.jsonl"))
 
 
 def _json_decoded(series: pl.Series) -> pl.Series:

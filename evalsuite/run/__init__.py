@@ -6,7 +6,7 @@ score a file's chunks into a :class:`~evalsuite.checkpoint.ChunkedWriter`.
 """
 
 from evalsuite.run.engines import Engine, EngineReport, FileJob, LocalEngine, Progress, commit_chunk
-from evalsuite.run.files import FileRun, InputFacts, read_error_rows, read_scores, survey_input
+from evalsuite.run.files import FileRun, InputFacts, read_scores, survey_input
 from evalsuite.run.provenance import package_version, run_manifest
 from evalsuite.run.work import (
     NO_HOOKS,
@@ -39,7 +39,6 @@ __all__ = [
     "check_on_error",
     "commit_chunk",
     "package_version",
-    "read_error_rows",
     "read_scores",
     "run_manifest",
     "survey_input",

@@ -7,7 +7,6 @@ also validation and corpus statistics) and the scoring pass of the engine.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,14 +78,6 @@ def read_scores(path: Path, columns: list[str]) -> pl.DataFrame:
             for column in columns
         ],
     ).collect()
-
-
-def read_error_rows(path: Path | None) -> list[Row]:
-    """The error rows of a finished run (its ``.errors.jsonl``; none when it had no bad record)."""
-    if path is None:
-        return []
-    with path.open("rb") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 @dataclass

@@ -198,20 +198,14 @@ def _stored_hashes() -> dict[str, str]:
 def _store_hashes(hashes: dict[str, str]) -> None:
     """Best effort: a read-only cache directory only means hashing again next time."""
     import json
-    import tempfile
 
-    folder = converted_models_dir()
+    from evalsuite.records.writers import atomic_target
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{_WEIGHTS_HASHES_FILE}.", suffix=".tmp")
+        with atomic_target(converted_models_dir() / _WEIGHTS_HASHES_FILE) as tmp:
+            tmp.write_text(json.dumps(hashes), encoding="utf-8")
     except OSError:
         return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(hashes, handle)
-        os.replace(tmp, folder / _WEIGHTS_HASHES_FILE)  # atomic: concurrent runs never see half a file
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def model_config(spec: str) -> dict[str, Any]:
