@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evalsuite.calibration import softmax
 from evalsuite.datasets import resolve_data_dir
 from evalsuite.errors import ConfigError
 from evalsuite.runtime import Runtime
@@ -49,23 +50,33 @@ def best_time(run: Callable[[], np.ndarray], repeats: int) -> tuple[float, np.nd
 def pipeline_runner(
     model: str, pairs: Sequence[tuple[str, str]], batch_size: int
 ) -> Callable[[], np.ndarray]:
-    """The peer: a text-classification pipeline over the very model object evalsuite loaded."""
+    """The peer: a text-classification pipeline over the very model object evalsuite loaded.
+
+    The pipeline gives raw logits; the softmax, at the temperature of the model's calibration (as
+    evalsuite applies it), is taken here.
+    """
     from transformers import pipeline
 
     runtime = Runtime(device="cpu")
     loaded = load_model(model, runtime.device, runtime.dtype, head="sequence-classification")
     columns = label_columns(loaded.model.config.id2label)
-    names = {loaded.model.config.id2label[i]: column for i, column in enumerate(columns)}
+    outputs_of = {loaded.model.config.id2label[i]: i for i in range(len(columns))}
     classifier = pipeline(
         "text-classification", model=loaded.model, tokenizer=loaded.tokenizer, device="cpu", top_k=None
     )
     inputs = [{"text": premise, "text_pair": hypothesis} for premise, hypothesis in pairs]
 
+    temperature = loaded.calibration.temperature if loaded.calibration is not None else 1.0
+
     def run() -> np.ndarray:
-        out = np.zeros((len(pairs), len(NLI_LABELS)))
-        for row, scores in enumerate(classifier(inputs, batch_size=batch_size, truncation=True)):
+        logits = np.zeros((len(pairs), len(columns)))
+        outputs = classifier(inputs, batch_size=batch_size, truncation=True, function_to_apply="none")
+        for row, scores in enumerate(outputs):
             for item in scores:
-                out[row, names[item["label"]]] += item["score"]
+                logits[row, outputs_of[item["label"]]] = item["score"]
+        out = np.zeros((len(pairs), len(NLI_LABELS)))
+        for output, probability in enumerate(softmax(logits, temperature).T):
+            out[:, columns[output]] += probability
         return out
 
     return run

@@ -14,10 +14,10 @@ Two checks, on files read from the data directory (never copied into the reposit
 * XSumFaith (``factuality/xsumfaith_*.csv``): Spearman correlation of the factuality score with the
   human Faithful score of each (BBC id, system) summary. The scores CSV names summaries by
   ``<system>_<bbcid>`` and holds no text; the summary text comes from the hallucination annotations
-  CSV (whose system names differ, see ``XSUMFAITH_SYSTEMS``) and the BBC document from the SummaC
-  XSumFaith file, joined by its ``bbcid`` field. Summaries whose document is not there are left out
-  and counted. The CSV's own Entailment and BERTScore columns are correlated on the same summaries,
-  beside the published figures over all 1992 (Maynez et al., ACL 2020).
+  CSV (whose system names differ, see ``factuality_data.XSUMFAITH_SYSTEMS``) and the BBC document
+  from the SummaC XSumFaith file, joined by its ``bbcid`` field. Summaries whose document is not
+  there are left out and counted. The CSV's own Entailment and BERTScore columns are correlated on
+  the same summaries, beside the published figures over all 1992 (Maynez et al., ACL 2020).
 
 Each subset is scored by a fresh Scorer (score cache off), so its NLI pair count and wall time are
 its own; the model is loaded and warmed up once beforehand, outside the timings. A benchmark, not a
@@ -27,36 +27,23 @@ test: the exit status does not depend on the figures.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
-from factuality_runs import config_of, number, parse_args, setting, timed_run, warm_up
+from factuality_data import (
+    SUMMAC_SUBSETS,
+    XSUMFAITH_SCORES,
+    XSUMFAITH_SUMMARIES,
+    join_xsumfaith,
+    read_summac,
+    summac_path,
+)
+from factuality_runs import config_of, number, parse_args, roc_auc, setting, timed_run, warm_up
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
 
-FACTUALITY = Path("factuality")
-SUMMAC_SUBSETS = ("factcc", "summeval", "xsumfaith", "polytope")
-XSUMFAITH_SCORES = FACTUALITY / "xsumfaith_eval_scores_xsum_summaries.csv"
-XSUMFAITH_SUMMARIES = FACTUALITY / "xsumfaith_hallucination_annotations_xsum_summaries.csv"
-# The scores CSV and the annotation CSVs name the systems differently. Checked on the data: under this
-# pairing a summary's Factual score equals the mean is_factual vote of its annotations for over 99% of
-# summaries, under any other pairing for about 70%.
-XSUMFAITH_SYSTEMS = {
-    "bert_withckpt": "BERTS2S",
-    "bert_nockpt": "TranS2S",
-    "ptgen": "PtGen",
-    "tconvs2s": "TConvS2S",
-}
 PUBLISHED_SPEARMAN = {"Entailment": 0.431, "BERTScore": 0.190}  # over all 1992 summaries
-
-
-def summac_path(subset: str) -> Path:
-    return FACTUALITY / f"summac_pr15_{subset}.json"
 
 
 @dataclass
@@ -82,11 +69,6 @@ class FaithfulCorrelation:
     nli_pairs: int
 
 
-def read_summac(path: Path) -> dict[str, dict[str, Any]]:
-    data: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
 def summac_auc(args: argparse.Namespace, subset: str) -> SubsetAUC:
     items = list(read_summac(args.data / summac_path(subset)).items())[: args.limit]
     records = [{"id": key, "source": item["document"], "prediction": item["claim"]} for key, item in items]
@@ -95,47 +77,17 @@ def summac_auc(args: argparse.Namespace, subset: str) -> SubsetAUC:
     return SubsetAUC(subset, len(items), sum(labels), roc_auc(labels, run.scores), run.seconds, run.nli_pairs)
 
 
-def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
-    if len(set(labels)) < 2:
-        return None
-    return float(roc_auc_score(labels, scores))
-
-
-def xsumfaith_summaries(path: Path) -> dict[tuple[str, str], str]:
-    """Summary text by (bbcid, annotation system name); one text per summary in this file."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        # This CSV stores apostrophes escaped as \' (the factuality annotations CSV does not).
-        return {
-            (row["bbcid"], row["system"]): row["summary"].replace("\\'", "'")
-            for row in csv.DictReader(handle)
-        }
-
-
 def faithful_correlation(args: argparse.Namespace) -> FaithfulCorrelation:
-    documents = {
-        str(item["bbcid"]): item["document"]
-        for item in read_summac(args.data / summac_path("xsumfaith")).values()
-    }
-    summaries = xsumfaith_summaries(args.data / XSUMFAITH_SUMMARIES)
-    with (args.data / XSUMFAITH_SCORES).open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    matched: list[tuple[dict[str, str], dict[str, Any]]] = []
-    for row in rows:
-        system, bbcid = row["system_bbcid"].rsplit("_", 1)
-        summary = summaries.get((bbcid, XSUMFAITH_SYSTEMS.get(system, "")))
-        if summary is not None and bbcid in documents:
-            record = {"id": row["system_bbcid"], "source": documents[bbcid], "prediction": summary}
-            matched.append((row, record))
-    total_bbcids = {row["system_bbcid"].rsplit("_", 1)[1] for row in rows}
-    scored = matched[: args.limit]
+    join = join_xsumfaith(args.data)
+    scored = join.matched[: args.limit]
     run = timed_run(args, "xsumfaith Faithful", [record for _, record in scored])
     faithful = [float(row["Faithful"]) for row, _ in scored]
     return FaithfulCorrelation(
         summaries=len(scored),
-        summaries_matched=len(matched),
-        summaries_total=len(rows),
-        bbcids_with_document=len(total_bbcids & documents.keys()),
-        bbcids_total=len(total_bbcids),
+        summaries_matched=len(join.matched),
+        summaries_total=join.summaries_total,
+        bbcids_with_document=join.bbcids_with_document,
+        bbcids_total=join.bbcids_total,
         spearman=float(spearmanr(run.scores, faithful).statistic),
         spearman_csv={
             column: float(spearmanr([float(row[column]) for row, _ in scored], faithful).statistic)

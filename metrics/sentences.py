@@ -6,11 +6,14 @@ within a token budget so that no text is ever truncated behind the caller's back
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 from evalsuite.errors import ConfigError, MissingDependencyError
+
+MIN_CHUNK_TOKENS = 16  # below this a chunk carries too little context to judge anything
 
 
 @lru_cache(maxsize=8)
@@ -94,3 +97,66 @@ def _split_by_tokens(text: str, tokenizer: Any, budget: int) -> list[str]:
         spans.append(text[offsets[start][0] : offsets[end - 1][1]].strip())
         start = end
     return [span for span in spans if span]
+
+
+def sentence_spans(text: str, language: str = "en") -> list[tuple[int, int]]:
+    """Where :func:`split_sentences`' sentences lie in ``text``: ``text[start:end]`` is each one exactly.
+
+    Sentences are found in order, each after the previous one, so a repeated sentence gets its own
+    place; should the splitter ever alter a sentence's spacing, it is matched across whitespace.
+
+    >>> text = "It rained.  It rained.\\n\\nIt stopped."
+    >>> [text[start:end] for start, end in sentence_spans(text)]
+    ['It rained.', 'It rained.', 'It stopped.']
+    """
+    spans = []
+    cursor = 0
+    for sentence in split_sentences(text, language):
+        span = _locate(text, sentence, cursor)
+        if span is None:  # never seen: keep the rest covered as one span rather than lose it
+            rest = text[cursor:]
+            if rest.strip():
+                spans.append((cursor + len(rest) - len(rest.lstrip()), cursor + len(rest.rstrip())))
+            break
+        spans.append(span)
+        cursor = span[1]
+    return spans
+
+
+def _locate(text: str, piece: str, cursor: int) -> tuple[int, int] | None:
+    """The first place of ``piece`` in ``text`` at or after ``cursor``, exactly or up to whitespace."""
+    start = text.find(piece, cursor)
+    if start >= 0:
+        return start, start + len(piece)
+    pattern = r"\s+".join(re.escape(word) for word in piece.split())
+    found = re.compile(pattern).search(text, cursor)
+    return found.span() if found else None
+
+
+def token_spans(text: str, span: tuple[int, int], tokenizer: Any, budget: int) -> list[tuple[int, int]]:
+    """``text[start:end]`` as consecutive spans of at most ``budget`` tokens, in character offsets.
+
+    A span within the budget is kept whole; a longer one is cut as :func:`token_chunks` cuts an
+    over-long sentence (between words where the budget allows).
+    """
+    start, end = span
+    piece = text[start:end]
+    if len(tokenizer(piece, add_special_tokens=False, verbose=False)["input_ids"]) <= budget:
+        return [span]
+    spans = []
+    cursor = 0
+    for part in _split_by_tokens(piece, tokenizer, budget):
+        offset = piece.find(part, cursor)  # the parts are stripped slices of the piece, in order
+        spans.append((start + offset, start + offset + len(part)))
+        cursor = offset + len(part)
+    return spans
+
+
+def premise_token_budget(
+    tokenizer: Any, max_length: int, hypotheses: Sequence[str], *, minimum: int = MIN_CHUNK_TOKENS
+) -> int:
+    """Tokens left for a premise beside the longest of ``hypotheses`` in a pair of ``max_length``
+    tokens (special tokens included), and never fewer than ``minimum``."""
+    encoded = tokenizer(list(hypotheses), add_special_tokens=False, verbose=False)
+    longest = max(len(ids) for ids in encoded["input_ids"])
+    return max(max_length - tokenizer.num_special_tokens_to_add(pair=True) - longest, minimum)

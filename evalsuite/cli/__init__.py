@@ -15,6 +15,7 @@ import typer
 from evalsuite.cli.catalog import list_metrics_command, list_models_command
 from evalsuite.cli.compare import compare_command
 from evalsuite.cli.dashboard import dashboard_command
+from evalsuite.cli.factuality_fit import factuality_fit_command
 from evalsuite.cli.generate import generate_command
 from evalsuite.cli.nli_eval import nli_eval_command
 from evalsuite.cli.proxy import proxy_app
@@ -39,6 +40,7 @@ app.command("score")(score_command)
 app.command("metrics")(list_metrics_command)
 app.command("models")(list_models_command)
 app.command("nli-eval")(nli_eval_command)
+app.command("factuality-fit")(factuality_fit_command)
 app.command("compare")(compare_command)
 app.command("dashboard")(dashboard_command)
 # Command groups; `serve` lives beside the service it starts.

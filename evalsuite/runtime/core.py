@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import ConfigError
 from evalsuite.runtime.batching import run_batched
+from evalsuite.runtime.checkers import Checker, checker_head, describe_checker, pair_budget
 from evalsuite.runtime.classification import config_labels
 from evalsuite.runtime.device import (
     check_device,
@@ -31,6 +32,8 @@ from evalsuite.runtime.tokens import pair_rows, truncated_ids
 
 if TYPE_CHECKING:
     import torch
+
+    from evalsuite.calibration import Calibration
 
 
 class TruncationWarning(UserWarning):
@@ -53,6 +56,8 @@ class RuntimeStats:
     texts_encoded: int = 0
     nli_pairs_requested: int = 0  # pairs asked for by metrics, repeats included
     nli_pairs_scored: int = 0  # pairs that reached the model (each distinct pair once per run)
+    support_pairs_requested: int = 0  # fact-checker pairs asked for (NLI checkers count as NLI pairs)
+    support_pairs_scored: int = 0
     truncated_texts: dict[str, int] = field(default_factory=dict)
 
 
@@ -90,8 +95,10 @@ class Runtime:
         self.batch_size = batch_size
         self.token_budget = token_budget
         self.stats = RuntimeStats()
-        # NLI probabilities by (model, label map, premise, hypothesis), each distinct pair scored once.
+        # NLI probabilities by (model, label map, premise, hypothesis), each distinct pair scored once;
+        # fact checkers' P(supported) by ("support", model, label map, premise, claim) beside them.
         self._nli_memo = PairMemo(nli_memo_size)
+        self._checkers: dict[tuple[str, Any], Checker] = {}
         self._lock = threading.Lock()
         self._warned: set[tuple[str, int]] = set()
 
@@ -345,6 +352,84 @@ class Runtime:
         """The NLI model's tokenizer and the longest pair (in tokens) it takes."""
         classifier = self.load(model, "sequence-classification")
         return classifier.tokenizer, classifier.max_length
+
+    # -- fact checking ------------------------------------------------------------------------
+    def support(
+        self,
+        model: str,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        label_map: Mapping[str, str] | None = None,
+    ) -> torch.Tensor:
+        """P(supported) ``[n]`` (float32, CPU) that each premise (a document chunk) supports its claim.
+
+        The model's config decides how (:mod:`evalsuite.runtime.checkers`): an NLI cross-encoder's
+        P(entailment) through :meth:`nli`, a binary classifier's "supported" label (named by its
+        config, its preset or ``label_map={<label>: 'supported'|'unsupported'}``), MiniCheck-Flan-T5's
+        "1" against "0", or HHEM's "consistent". A ``calibration.json`` beside the model divides the
+        logits by its temperature, then Platt-scales P(supported). Only the premise is cut when a
+        pair is over the model's limit (counted, warned once); each distinct pair is scored once.
+
+        >>> rt = Runtime(device="cpu")
+        >>> rt.support("minicheck-flan-t5-large", [("Paris is in France.", "Paris is French.")])  # doctest: +SKIP
+        tensor([0.9...])
+        """
+        import torch
+
+        checker = self._checker(model, label_map)
+        pairs = [(premise, claim) for premise, claim in pairs]
+        if checker.kind == "nli":
+            probabilities = self.nli(model, pairs, label_map=label_map)[:, checker.supported_output]
+        else:
+            probabilities = self._checker_probabilities(checker, pairs, label_map)
+        calibration = self.load(model, checker.head).calibration
+        if calibration is None or not len(probabilities):
+            return probabilities.contiguous()
+        return torch.from_numpy(calibration.supported(probabilities.numpy())).float()
+
+    def support_tokenizer(self, model: str) -> tuple[Any, int]:
+        """A checker's tokenizer and the most tokens ``tokenizer(premise, claim)`` may count for the
+        pair to fit the checker (its prompt's own tokens taken off), to cut documents into chunks."""
+        config = model_config(model)
+        loaded = self.load(model, checker_head(config))
+        return loaded.tokenizer, pair_budget(model, config, loaded)
+
+    def calibration(self, model: str) -> Calibration | None:
+        """The ``calibration.json`` beside a classifier's weights (read once, when it loads), or None."""
+        return self.load(model, checker_head(model_config(model))).calibration
+
+    def _checker(self, model: str, label_map: Mapping[str, str] | None) -> Checker:
+        """How ``model`` is read as a fact checker, from its config (once per runtime and label map)."""
+        key = (model, tuple(sorted(label_map.items())) if label_map else None)
+        checker = self._checkers.get(key)
+        if checker is None:
+            checker = self._checkers[key] = describe_checker(model, model_config(model), label_map)
+        return checker
+
+    def _checker_probabilities(
+        self, checker: Checker, pairs: list[tuple[str, str]], label_map: Mapping[str, str] | None
+    ) -> torch.Tensor:
+        """P(supported) of a non-NLI checker, each distinct pair scored once per runtime."""
+        import torch
+
+        loaded = self.load(checker.model, checker.head)
+        if not pairs:
+            return torch.empty((0,))
+        scope = ("support", checker.model, tuple(sorted(label_map.items())) if label_map else None)
+        found = self._nli_memo.lookup(scope, pairs)
+        with self._lock:
+            self.stats.support_pairs_requested += len(pairs)
+        missing = [pair for pair in dict.fromkeys(pairs) if pair not in found]
+        if missing:
+            inputs, too_long = checker.encode(loaded, missing)
+            if too_long:
+                self.count_truncation(checker.model, too_long, checker.input_limit(loaded))
+            fresh = self.batched(inputs, checker.scorer(loaded))
+            with self._lock:
+                self.stats.support_pairs_scored += len(missing)
+            self._nli_memo.store(scope, missing, fresh)  # type: ignore[arg-type]
+            found.update(zip(missing, fresh, strict=True))  # type: ignore[arg-type]
+        return torch.stack([found[pair] for pair in pairs])
 
     def batched(
         self,

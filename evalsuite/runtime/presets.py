@@ -7,11 +7,30 @@ name a hub id, used where the machine is online. :mod:`evalsuite.runtime.models`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+# How a fact checker's outputs become P(supported) (see :mod:`evalsuite.runtime.checkers`):
+# "nli": a 3-class (or entailment/not_entailment) cross-encoder, P(entailment);
+# "binary": a 2-label sequence classifier, the softmax probability of its "supported" label;
+# "seq2seq": MiniCheck-Flan-T5's one decoder step, a softmax over the first tokens of "0" and "1";
+# "hhem": Vectara's HHEM-2.1-Open, a T5 token classifier read at its first token.
+CheckerKind = Literal["nli", "binary", "seq2seq", "hhem"]
+
+# MiniCheck's inputs (``minicheck/inference.py``, Liyan06/MiniCheck): document and claim joined by
+# the tokenizer's EOS token as one text, the seq2seq model's behind a "predict: " prefix.
+MINICHECK_CLASSIFIER_PROMPT = "{premise}{eos}{claim}"
+MINICHECK_SEQ2SEQ_PROMPT = "predict: {premise}{eos}{claim}"
+# Weights stored as pickled PyTorch files only (no safetensors in the hub repo).
+PYTORCH_WEIGHTS = ("pytorch_model.bin",)
 
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """A named model: where its weights come from, and what it is for."""
+    """A named model: where its weights come from, and what it is for.
+
+    The checker fields state what :meth:`Runtime.support <evalsuite.runtime.Runtime.support>`
+    must find in the model's config; a config that disagrees is an error, never a guess.
+    """
 
     name: str
     description: str
@@ -24,6 +43,18 @@ class ModelPreset:
     probe: str | None = None
     license: str = ""
     default_layer: int | None = None  # BERTScore layer (None: the last one)
+    # Extra hub file patterns to download beside configs, tokenizers and safetensors.
+    hub_files: tuple[str, ...] = ()
+    checker: CheckerKind | None = None  # the fact-checker kind its config must show (None: not stated)
+    # The id2label name of a binary checker's "supported" output, for configs whose names do not
+    # say it themselves ("0"/"1", "LABEL_0"/"LABEL_1"); it must exist in the config.
+    supported_label: str | None = None
+    # A checker's input as one text ({premise}, {claim}, {eos}: the tokenizer's EOS token), for
+    # checkers not read as a tokenizer's sentence pair (None: the kind's default).
+    prompt: str | None = None
+    # The longest input in tokens, where the model's authors run it past its tokenizer's limit
+    # (binary, seq2seq and HHEM checkers; NLI checkers run at their classifier's limit).
+    max_length: int | None = None
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -91,6 +122,71 @@ PRESETS: dict[str, ModelPreset] = {
             hub_id="microsoft/deberta-xlarge-mnli",
             license="MIT",
             default_layer=40,
+        ),
+        ModelPreset(
+            name="factcheck-minilm",
+            description=(
+                "evalsuite's own grounded-claim checker: nli-minilm fine-tuned on documents and claims "
+                "(3-class head; P(supported) is its entailment column)"
+            ),
+            packaged="evalsuite.models:factcheck_minilm_path",
+            package="evalsuite",
+            probe="evalsuite.models:factcheck_minilm_delta",
+            license="Apache-2.0 (weights); training data licenses in its model card",
+            checker="nli",
+        ),
+        ModelPreset(
+            name="minicheck-roberta-large",
+            description=(
+                "MiniCheck-RoBERTa-Large fact checker (hub; 355M params; labels '0'/'1', 1 = supported; "
+                "MiniCheck cuts documents into chunks of about 400 tokens)"
+            ),
+            hub_id="lytang/MiniCheck-RoBERTa-Large",
+            license="MIT",
+            hub_files=PYTORCH_WEIGHTS,
+            checker="binary",
+            supported_label="1",
+            prompt=MINICHECK_CLASSIFIER_PROMPT,
+        ),
+        ModelPreset(
+            name="minicheck-deberta-v3-large",
+            description=(
+                "MiniCheck-DeBERTa-v3-Large fact checker (hub; 435M params; labels '0'/'1', 1 = supported; "
+                "MiniCheck cuts documents into chunks of about 400 tokens)"
+            ),
+            hub_id="lytang/MiniCheck-DeBERTa-v3-Large",
+            license="MIT",
+            hub_files=PYTORCH_WEIGHTS,
+            checker="binary",
+            supported_label="1",
+            prompt=MINICHECK_CLASSIFIER_PROMPT,
+            max_length=2048,
+        ),
+        ModelPreset(
+            name="minicheck-flan-t5-large",
+            description=(
+                "MiniCheck-Flan-T5-Large fact checker (hub; 783M params; P(supported) from one decoder "
+                "step over the first tokens of '0' and '1'; MiniCheck cuts documents into 500-word chunks)"
+            ),
+            hub_id="lytang/MiniCheck-Flan-T5-Large",
+            license="MIT",
+            hub_files=PYTORCH_WEIGHTS,
+            checker="seq2seq",
+            prompt=MINICHECK_SEQ2SEQ_PROMPT,
+            max_length=2048,
+        ),
+        ModelPreset(
+            name="hhem-2.1-open",
+            description=(
+                "Vectara HHEM-2.1-Open hallucination detector (hub; flan-t5-base, 110M params). Its hub "
+                "code is never run: evalsuite rebuilds it as transformers' T5ForTokenClassification from "
+                "its safetensors and google/flan-t5-base's config and tokenizer"
+            ),
+            hub_id="vectara/hallucination_evaluation_model",
+            license="Apache-2.0",
+            checker="hhem",
+            # HHEM's code truncates nothing; its card times "a 2k-token input".
+            max_length=2048,
         ),
     )
 }

@@ -15,7 +15,6 @@ With ``--lora-rank`` > 0 only a LoRA adapter of the encoder and the classificati
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
@@ -32,6 +31,7 @@ import torch
 
 from evalsuite.datasets import resolve_data_dir
 from evalsuite.errors import ConfigError, InputError, MissingDependencyError
+from evalsuite.records.formats import file_sha256
 from evalsuite.runtime import Runtime
 from evalsuite.runtime.encoding import pair_inputs
 from evalsuite.runtime.nli import NLI_LABELS
@@ -62,22 +62,15 @@ class TrainingConfig:
     holdout_ratio: float = 0.05
     seed: int = 0
     limit: int | None = None  # examples per training file, for smoke runs
-    # ConjNLI's labels are heuristic and its pairs the longest (the costliest per step): left out by default.
-    exclude: str = "conjnli_adversarial_train"  # comma-separated training file stems to leave out
+    # ConjNLI's labels are heuristic and its pairs the longest (the costliest per step): left out by
+    # default, like the binary FEVER-NLI files (entailment / not_entailment: see training.factcheck).
+    exclude: str = "conjnli_adversarial_train,fever_nli_binary_dev,fever_nli_binary_test"
     log_every: int = 50
     # LoRA adapter instead of a full fine-tune when > 0: rank of the update on every linear layer of the
     # encoder (query, key, value, dense); the classification head is trained in full.
     lora_rank: int = 0
     lora_alpha: int = 32
     lora_dropout: float = 0.1
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_examples(path: Path, limit: int | None = None) -> list[Example]:
@@ -97,7 +90,8 @@ def read_examples(path: Path, limit: int | None = None) -> list[Example]:
                 raise InputError(f"not an NLI record ({error})", location=f"{path}:{line_number}") from None
             if label not in NLI_LABELS:
                 raise InputError(
-                    f"label must be one of {', '.join(NLI_LABELS)}, got {label!r}",
+                    f"label must be one of {', '.join(NLI_LABELS)}, got {label!r}"
+                    " (binary files are for evalsuite.training.factcheck; leave them out with --exclude)",
                     location=f"{path}:{line_number}",
                     field="label",
                 )
@@ -175,11 +169,7 @@ def evaluate(
 
 def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     """Run one seeded training job and write the model and its log to ``out``."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from evalsuite.runtime.models import resolve_model
 
@@ -193,14 +183,7 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     examples = [example for path in files for example in read_examples(path, config.limit)]
     train_set, holdout = split_holdout(examples, config.holdout_ratio, config.seed)
 
-    # CPU and float32: a training run must be repeatable bit for bit. Evaluation batches are the
-    # runtime's (longest first); rows never exceed max_length, so only the batch size bounds them.
-    runtime = Runtime(
-        device="cpu",
-        dtype="float32",
-        batch_size=EVALUATION_BATCH_SIZE,
-        token_budget=EVALUATION_BATCH_SIZE * config.max_length,
-    )
+    runtime = training_runtime(config.max_length)
     base = resolve_model(config.base)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -219,18 +202,9 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     rng = random.Random(config.seed)
     steps_per_epoch = math.ceil(len(train_rows) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    no_decay = ("bias", "LayerNorm.weight")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {
-            "params": [p for n, p in trainable if not n.endswith(no_decay)],
-            "weight_decay": config.weight_decay,
-        },
-        {"params": [p for n, p in trainable if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(total_steps * config.warmup_ratio), total_steps
+    optimizer, scheduler = adamw_with_warmup(
+        trainable, config.learning_rate, config.weight_decay, config.warmup_ratio, total_steps
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -244,11 +218,7 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
             inputs = pair_inputs([train_rows[i] for i in batch], pad_id, runtime.device)
             target = torch.tensor([train_set[i].label for i in batch], device=runtime.device)
             loss = torch.nn.functional.cross_entropy(model(**inputs).logits, target)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            descend(loss, [p for _, p in trainable], optimizer, scheduler)
             step += 1
             running += loss.item()
             if step % config.log_every == 0:
@@ -290,7 +260,7 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
         "config": asdict(config),
         # Provenance without this machine's install path.
         "base_model": {key: value for key, value in base.describe().items() if key != "path"},
-        "data_files": {str(path.relative_to(data)): sha256_of(path) for path in files},
+        "data_files": {str(path.relative_to(data)): file_sha256(path) for path in files},
         "examples": {"train": len(train_set), "holdout": len(holdout)},
         "epochs": epochs,
         "chosen_epoch": best["epoch"],
@@ -306,6 +276,53 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     }
     (out / "training.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return report
+
+
+def training_runtime(max_length: int) -> Runtime:
+    """The runtime that scores holdouts during training: CPU and float32, so a run repeats bit for
+    bit; its batches are longest first, and rows never exceed ``max_length``."""
+    return Runtime(
+        device="cpu",
+        dtype="float32",
+        batch_size=EVALUATION_BATCH_SIZE,
+        token_budget=EVALUATION_BATCH_SIZE * max_length,
+    )
+
+
+def adamw_with_warmup(
+    parameters: Sequence[tuple[str, torch.nn.Parameter]],
+    learning_rate: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    total_steps: int,
+) -> tuple[torch.optim.AdamW, Any]:
+    """AdamW without decay on biases and LayerNorms, and a linear schedule after a warm-up."""
+    from transformers import get_linear_schedule_with_warmup
+
+    no_decay = ("bias", "LayerNorm.weight")
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in parameters if not n.endswith(no_decay)], "weight_decay": weight_decay},
+            {"params": [p for n, p in parameters if n.endswith(no_decay)], "weight_decay": 0.0},
+        ],
+        lr=learning_rate,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(total_steps * warmup_ratio), total_steps)
+    return optimizer, scheduler
+
+
+def descend(
+    loss: torch.Tensor,
+    parameters: Sequence[torch.nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    """One optimiser step on ``loss``, gradients clipped to norm 1."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def with_lora(model: Any, config: TrainingConfig) -> Any:

