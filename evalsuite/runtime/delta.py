@@ -8,7 +8,8 @@ premise of LoRA). ``extract`` keeps the best rank-``r`` approximation of every m
 truncated SVD, stored as two fp16 factors) and, in full, the tensors too small to be worth it
 (biases, LayerNorms, a classification head of a few rows). :func:`materialised` adds them back onto the base
 and writes an ordinary model folder once, into the converted-models cache, as the GGUF models are.
-The folder holding the delta also holds the tuned model's config, tokenizer and calibration;
+The folder holding the delta also holds the tuned model's config and calibration (its tokenizer
+is the base's, checked at extraction);
 ``delta.json`` names the base and the sha256 of its weights.
 """
 
@@ -28,11 +29,12 @@ from evalsuite.records.formats import file_sha256
 
 DELTA_WEIGHTS = "delta.safetensors"
 DELTA_INFO = "delta.json"
-_COPIED = ("config.json", "tokenizer.json", "tokenizer_config.json", "calibration.json")
+_COPIED = ("config.json", "calibration.json")  # the tuned model's own; its tokenizer is the base's
+_TOKENIZER = ("tokenizer.json", "tokenizer_config.json")
 
 
 def extract(base_dir: Path, tuned_dir: Path, out: Path, rank: int, base_name: str) -> dict[str, object]:
-    """Write the rank-``rank`` delta of ``tuned_dir`` over ``base_dir`` (plus config and tokenizer) to ``out``."""
+    """Write the rank-``rank`` delta of ``tuned_dir`` over ``base_dir`` (plus its config) to ``out``."""
     from safetensors.torch import save_file
 
     base, tuned = _state(base_dir), _state(tuned_dir)
@@ -54,6 +56,8 @@ def extract(base_dir: Path, tuned_dir: Path, out: Path, rank: int, base_name: st
     for name in _COPIED:
         if (tuned_dir / name).is_file():
             shutil.copyfile(tuned_dir / name, out / name)
+    if _vocabulary(tuned_dir) != _vocabulary(base_dir):
+        raise ConfigError(f"{tuned_dir} has another vocabulary than its base {base_dir}: ship the full model")
     info = {
         "base": base_name,
         "base_weights_sha256": file_sha256(base_dir / "model.safetensors"),
@@ -100,7 +104,14 @@ def materialise(base_dir: Path, delta_dir: Path, out: Path) -> Path:
     for name in _COPIED:
         if (delta_dir / name).is_file():
             shutil.copyfile(delta_dir / name, out / name)
+    for name in _TOKENIZER:
+        shutil.copyfile(base_dir / name, out / name)
     return out
+
+
+def _vocabulary(model_dir: Path) -> object:
+    """The tokenizer's model (vocabulary and algorithm), without saved truncation settings."""
+    return json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"]
 
 
 def _state(model_dir: Path) -> dict[str, torch.Tensor]:

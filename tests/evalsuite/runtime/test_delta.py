@@ -78,3 +78,15 @@ def test_materialised_writes_the_folder_once_into_the_model_cache(
     assert materialised(base, tmp_path / "delta", "tiny-tuned") == first
     assert (first / "model.safetensors").stat().st_mtime_ns == written  # not rebuilt
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [first.name]  # no staging left behind
+
+
+def test_a_delta_needs_the_bases_vocabulary(tmp_path: Path) -> None:
+    import json
+
+    base = build_tiny_cross_encoder(tmp_path / "base", LABELS)
+    tuned_copy(base, tmp_path / "tuned", rank=1)
+    tokenizer = json.loads((tmp_path / "tuned" / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["[unused0]"] = len(tokenizer["model"]["vocab"])
+    (tmp_path / "tuned" / "tokenizer.json").write_text(json.dumps(tokenizer))
+    with pytest.raises(ConfigError, match="another vocabulary"):
+        extract(base, tmp_path / "tuned", tmp_path / "delta", rank=1, base_name="tiny")
