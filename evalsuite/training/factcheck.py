@@ -32,14 +32,14 @@ import math
 import platform
 import random
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evalsuite.datasets import resolve_data_dir
 from evalsuite.errors import ConfigError, InputError
 from evalsuite.records.formats import file_sha256
 from evalsuite.runtime import Runtime
@@ -52,6 +52,7 @@ from evalsuite.training.nli import (
     descend,
     encode,
     length_grouped_batches,
+    parse_training_args,
     split_holdout,
     training_runtime,
 )
@@ -410,31 +411,14 @@ def files_seen_by(base_dir: Path) -> set[str]:
 
 
 def _count_by_source(examples: Sequence[Example]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for example in examples:
-        counts[example.source] = counts.get(example.source, 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(example.source for example in examples).items()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    defaults = CheckerConfig()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--data", type=Path, default=None, help="shared data directory (default: $EVALSUITE_DATA)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="output directory for the model and logs")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    for name, value in asdict(defaults).items():
-        kind = type(value) if value is not None else int
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
-    args = parser.parse_args(argv)
-    try:
-        data = resolve_data_dir(args.data)
-    except ConfigError as error:
-        parser.error(str(error))
-    config = replace(defaults, **{name: getattr(args, name) for name in asdict(defaults)})
+    def resume_flag(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+
+    args, data, config = parse_training_args(__doc__, CheckerConfig(), argv, resume_flag)
     report = train(data, args.out, config, resume=args.resume)
     print(json.dumps({k: report[k] for k in ("chosen_epoch", "duration_s")}))
 

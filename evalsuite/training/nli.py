@@ -22,10 +22,10 @@ import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -345,16 +345,25 @@ def with_lora(model: Any, config: TrainingConfig) -> Any:
         return get_peft_model(model, lora)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    defaults = TrainingConfig()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+ConfigT = TypeVar("ConfigT")
+
+
+def parse_training_args(
+    doc: str | None,
+    defaults: ConfigT,
+    argv: Sequence[str] | None,
+    extra: Callable[[argparse.ArgumentParser], object] = lambda parser: None,
+) -> tuple[argparse.Namespace, Path, ConfigT]:
+    """A training command's arguments: ``--data``, ``--out``, one flag per field of the dataclass
+    ``defaults`` (and what ``extra`` adds); returns them with the data folder and the config."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--data", type=Path, default=None, help="shared data directory (default: $EVALSUITE_DATA)"
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory for the model and logs")
-    for name, value in asdict(defaults).items():
+    extra(parser)
+    fields = asdict(defaults)  # type: ignore[call-overload]
+    for name, value in fields.items():
         kind = type(value) if value is not None else int
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value)
     args = parser.parse_args(argv)
@@ -362,8 +371,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         data = resolve_data_dir(args.data)
     except ConfigError as error:
         parser.error(str(error))
-    options = {name: getattr(args, name) for name in asdict(defaults)}
-    report = train(data, args.out, TrainingConfig(**options))
+    return args, data, type(defaults)(**{name: getattr(args, name) for name in fields})
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args, data, config = parse_training_args(__doc__, TrainingConfig(), argv)
+    report = train(data, args.out, config)
     print(json.dumps({k: report[k] for k in ("holdout_accuracy", "chosen_epoch", "duration_s")}))
 
 
