@@ -212,6 +212,29 @@ def source_with_chunks_html(source: str, supporting: Sequence[str], contradictin
     return "".join(pieces).replace("\n", "<br>")
 
 
+def judge_distribution_html(distribution: Sequence[Mapping[str, Any]]) -> str:
+    """An LLM judge's probability per answer label as labelled bars, the most likely one in bold.
+
+    >>> "<b>4</b>" in judge_distribution_html([{"label": "3", "probability": 0.2}, {"label": "4", "probability": 0.8}])
+    True
+    """
+    if not distribution:
+        return ""
+    best = max(range(len(distribution)), key=lambda i: float(distribution[i].get("probability") or 0.0))
+    rows = []
+    for i, item in enumerate(distribution):
+        probability = float(item.get("probability") or 0.0)
+        label = html.escape(str(item.get("label", "")))
+        shown = f"<b>{label}</b>" if i == best else label
+        rows.append(
+            f'<div style="display:flex;align-items:center;gap:6px">'
+            f'<span style="width:4em;text-align:right">{shown}</span>'
+            f'<span style="background:rgba(59, 130, 246, 0.6);height:0.9em;width:{probability * 12:.2f}em"></span>'
+            f"<span>{probability:.2f}</span></div>"
+        )
+    return "".join(rows)
+
+
 def claims_table(claims: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Factuality claims as a table, worst claim first."""
     rows = [
@@ -392,6 +415,24 @@ def token_logprobs_view(context: EvidenceContext) -> None:
         return
     st.markdown(token_logprobs_html(tokens), unsafe_allow_html=True)
     st.caption("Darker red: the model found the token less likely (hover for its log-probability).")
+
+
+@evidence_view("llm_judge")
+def llm_judge_view(context: EvidenceContext) -> None:
+    """The judge's probability per label and its reply (with its rationale when it was asked for one)."""
+    scores_line(context)
+    distribution = context.detail("distribution")
+    if not distribution:
+        _no_evidence(context, "distribution")
+        return
+    st.markdown(judge_distribution_html(distribution), unsafe_allow_html=True)
+    overrides = context.record.get(f"{context.metric.name}_overrides")
+    if overrides:
+        st.caption("The judge overrode its small-model plug-in on this record (SuperICL).")
+    reply = context.detail("reply")
+    if reply:
+        st.markdown("**Judge's reply**")
+        st.text(str(reply))
 
 
 @st.cache_resource(show_spinner=False)

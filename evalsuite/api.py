@@ -172,17 +172,18 @@ class Scorer:
             self.work.validate(chunk, on_error)
             for chunk in iter_chunks(records, fields=fields, chunk_size=self.chunk_size, digest=digest)
         ]
-        self.work.fit_corpus(record for valid, _ in chunks for record in valid)
+        self.work.fit_corpus(record for checked in chunks for record in checked.records)
         run_stats = RunStats()
         rows: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
-        for valid, chunk_errors in chunks:
-            scored, stats = self.work.score_rows(valid)
-            rows.extend(scored)
-            errors.extend(chunk_errors)
-            run_stats.add(stats)
+        for checked in chunks:
+            scored = self.work.score_rows(checked.records, on_error=on_error, raws=checked.raws)
+            rows.extend(scored.rows)
+            errors.extend(checked.errors)
+            errors.extend(scored.errors)
+            run_stats.add(scored.stats)
             if progress:
-                progress(len(valid))
+                progress(len(checked.records))
         self.stats.add(run_stats)
         input_info = InputInfo(records=len(rows) + len(errors), errors=len(errors))
         if digest is not None:
@@ -205,10 +206,11 @@ class Scorer:
         return result
 
     def score_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-        """Score validated records with every metric, through the cache; one list per column."""
-        columns, stats = self.work.score(records)
-        self.stats.add(stats)
-        return columns
+        """Score validated records with every metric, through the cache; one list per column (a record
+        a metric could not score holds that metric's :class:`~evalsuite.registry.ScoreFailure`)."""
+        scored = self.work.score(records)
+        self.stats.add(scored.stats)
+        return scored.columns
 
     def results_table(self, rows: list[dict[str, Any]]) -> pl.DataFrame:
         """The output table of scored rows: canonical fields, metadata, scores (Float64), details.

@@ -13,10 +13,8 @@ carrying the server's structured error::
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ from typing import IO, Any
 
 from evalsuite._validation import invalid
 from evalsuite.errors import ConfigError, EvalsuiteError, MissingDependencyError
+from evalsuite.retry import retry_delay
 
 try:
     import httpx
@@ -244,11 +243,7 @@ class Client:
             raise _service_error(response)
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        told = _parse_retry_after(retry_after)
-        if told is not None:
-            return min(told, MAX_BACKOFF_S)
-        # "Full jitter": clients refused together do not all come back at the same moment.
-        return random.uniform(0, min(MAX_BACKOFF_S, self.backoff * 2**attempt))
+        return retry_delay(attempt, self.backoff, retry_after, MAX_BACKOFF_S)
 
 
 @contextmanager
@@ -291,18 +286,3 @@ def _service_error(response: httpx.Response) -> ServiceError:
     except (ValueError, KeyError, TypeError):
         text = response.text.strip()[:500] or response.reason_phrase
         return ServiceError(response.status_code, f"http_{response.status_code}", text)
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

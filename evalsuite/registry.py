@@ -16,6 +16,7 @@ import importlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -27,6 +28,22 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "evalsuite.metrics"
 
 Scores = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class ScoreFailure:
+    """What a metric returns, in place of a record's scores, when that record cannot be scored (an LLM
+    judge's reply without a rating, a server error after its retries).
+
+    The run turns it into a record error naming the record and the column, with ``raw`` (the reply as
+    received) in the message; it is never cached, so a resumed or repeated run tries the record again.
+    """
+
+    reason: str
+    raw: str | None = None
+
+    def message(self) -> str:
+        return self.reason if self.raw is None else f"{self.reason}; the reply was: {self.raw!r}"
 
 
 class Metric(ABC):
@@ -100,7 +117,10 @@ class Metric(ABC):
 
     @abstractmethod
     def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
-        """Scores of ``records`` (validated, canonical fields): one list per score and detail name, in order."""
+        """Scores of ``records`` (validated, canonical fields): one list per score and detail name, in order.
+
+        A record that cannot be scored gets a :class:`ScoreFailure` in its place in every list.
+        """
 
     def __repr__(self) -> str:
         options = ", ".join(f"{key}={value!r}" for key, value in self._config.items())
@@ -115,6 +135,7 @@ BUILTIN_METRICS: dict[str, str] = {
     "bertscore": "metrics.bertscore:BERTScore",
     "embedding_similarity": "metrics.embedding_similarity:EmbeddingSimilarity",
     "factuality": "metrics.factuality:Factuality",
+    "llm_judge": "metrics.llm_judge:LLMJudge",
     "pii": "metrics.pii:PII",
     "selfcheck_nli": "metrics.selfcheck_nli:SelfCheckNLI",
     "semantic_entropy": "metrics.semantic_entropy:SemanticEntropy",

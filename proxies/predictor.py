@@ -295,6 +295,9 @@ class JudgePredictor:
         self.scale_model: Any = None
         self.calibration_scores: np.ndarray | None = None
         self.report: FitReport | None = None
+        # Ids of the records fitting used (train and calibration): a SuperICL judge refuses in-context
+        # examples among them, whose proxy predictions would be in-sample.
+        self.fitted_ids: tuple[str, ...] = ()
 
     # -- parameters, for persistence ----------------------------------------------------------------
     def params(self) -> dict[str, Any]:
@@ -381,6 +384,7 @@ class JudgePredictor:
         x_cal, y_cal = used.values[calibration_rows], target[calibration_rows]
         cv_scores, chosen, selection = self._select(used.names, x_train, y_train, len(encoded.classes))
         self.classes = list(encoded.classes)
+        self.fitted_ids = tuple(str(record_id) for record_id in used.ids)
         config = feature_config or self.feature_config
         self.schema = FeatureSchema(config, used.names, used.pairwise, dict(used.metric_hashes))
         holdout = self._fit_final(used.names, chosen, x_train, y_train, x_cal, y_cal)
@@ -695,6 +699,7 @@ class JudgePredictor:
             "classes": self.classes,
             "schema": self.schema.to_dict(),
             "report": self.report.to_dict(),
+            "fitted_ids": list(self.fitted_ids),
         }
         payload = {
             "estimator": self.estimator,
@@ -733,6 +738,7 @@ class JudgePredictor:
         predictor.schema = schema
         predictor.classes = list(meta.get("classes", []))
         predictor.report = report
+        predictor.fitted_ids = tuple(str(record_id) for record_id in meta.get("fitted_ids", []))
         predictor.estimator = payload["estimator"]
         predictor.conformal = payload["conformal"]
         predictor.scale_model = payload["scale_model"]

@@ -6,6 +6,8 @@ Exit codes: 0 ok, 1 an unexpected failure, 2 a usage or input error (as ``evalsu
     evalsuite proxy fit run.parquet --labels judge.jsonl --label-field verdict --kind binary -o judge.proxy
     evalsuite proxy predict run.parquet --model judge.proxy -o verdicts.jsonl
     evalsuite proxy cascade run.parquet --model judge.proxy --budget 0.3 -o for_judge.jsonl
+    evalsuite proxy cascade run.parquet --model judge.proxy --budget 0.3 -o verdicts.jsonl \
+        --judge "kind=binary,base_url=http://127.0.0.1:8000/v1,model=NAME" --price-per-1k 0.002
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from evalsuite.cli_common import DeviceOption, exit_on_error
 from evalsuite.errors import (
     ConfigError,
 )
-from evalsuite.records import OUTPUT_FORMATS, write_table
+from evalsuite.records import OUTPUT_FORMATS, json_line, write_table
 
 console = Console()
 
@@ -214,23 +216,82 @@ def cascade_command(
     curve: Annotated[
         Path | None, typer.Option(help="Also write the whole cost/agreement curve (.csv, .jsonl, .parquet).")
     ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help="Call this judge on the records the proxy sends: llm_judge options, e.g. "
+            "'kind=binary,base_url=http://127.0.0.1:8000/v1,model=NAME' (no base_url: the local SmolLM2). "
+            "The output then holds the merged verdicts, each marked proxy or judge."
+        ),
+    ] = None,
+    judge_examples: Annotated[
+        Path | None,
+        typer.Option(
+            help="SuperICL: labelled result file of in-context examples; the judge reads the proxy's "
+            "predictions and its confidence for them and for each record (examples the proxy was fitted on "
+            "are refused)."
+        ),
+    ] = None,
+    examples_label_field: Annotated[
+        str, typer.Option(help="Column of --judge-examples holding the gold label.")
+    ] = "label",
+    price_per_1k: Annotated[
+        float | None, typer.Option(help="Judge price per 1,000 tokens (prompt, and completion unless given).")
+    ] = None,
+    price_per_1k_completion: Annotated[
+        float | None, typer.Option(help="Judge price per 1,000 completion tokens, when it differs.")
+    ] = None,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse cached judge verdicts (a re-run sends no request).")
+    ] = True,
     device: DeviceOption = "auto",
 ) -> None:
-    """Decide which records still need the judge, given a budget or a target agreement."""
+    """Decide which records still need the judge, given a budget or a target agreement; with --judge,
+    call it on those records and merge its verdicts with the proxy's."""
     from proxies.persistence import load_predictor
 
     with exit_on_error():
         if (budget is None) == (target_agreement is None):
             raise ConfigError("give exactly one of --budget or --target-agreement")
+        if judge is None and (judge_examples is not None or price_per_1k is not None):
+            raise ConfigError("--judge-examples and --price-per-1k need --judge")
         proxy = load_predictor(model)
         runtime = _runtime(device) if proxy.schema and proxy.schema.config.embeddings else None
         predictions = proxy.predict(results, versus=versus, runtime=runtime)
         plan = proxy.cascade_predictions(predictions, budget=budget, target_agreement=target_agreement)
-        frame = plan.to_frame().with_columns(
-            pl.Series("judge_prediction", predictions.label),
-        )
-        write_output(frame, output)
+        if judge is None:
+            frame = plan.to_frame().with_columns(pl.Series("judge_prediction", predictions.label))
+            write_output(frame, output)
+        else:
+            judged = _judge(
+                results,
+                predictions,
+                plan,
+                judge,
+                proxy=proxy,
+                examples=judge_examples,
+                examples_label_field=examples_label_field,
+                price_per_1k=price_per_1k,
+                price_per_1k_completion=price_per_1k_completion,
+                cache=cache,
+                device=device,
+            )
+            write_output(judged.frame, output)
         if curve is not None:
             write_output(plan.curve, curve)
     console.print("\n".join(plan.lines()), highlight=False)
+    if judge is not None:
+        console.print("\n".join(judged.lines()), highlight=False)
+        if judged.errors:
+            errors_path = output.with_name(output.name + ".errors.jsonl")
+            errors_path.write_bytes(b"".join(json_line(row) for row in judged.errors))
+            console.print(f"judge errors (raw replies): {errors_path}", highlight=False)
     console.print(f"plan: {output}" + (f"\ncurve: {curve}" if curve else ""), highlight=False)
+
+
+def _judge(results: Path, predictions: Any, plan: Any, spec: str, **options: Any) -> Any:
+    from evalsuite.cli.score import parse_metric_spec
+    from proxies.escalation import judge_escalated
+
+    _, config = parse_metric_spec(f"llm_judge:{spec}")
+    return judge_escalated(results, predictions, plan, config, **options)

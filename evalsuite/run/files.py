@@ -48,7 +48,7 @@ def survey_input(
             nonlocal seen
             for chunk in iter_chunks(source, fields=fields, chunk_size=chunk_size, digest=digest):
                 seen += len(chunk)
-                yield from work.validate(chunk, on_error)[0]
+                yield from work.validate(chunk, on_error).records
 
         work.fit_corpus(valid_records(), hooks)
         records = seen

@@ -28,7 +28,7 @@ from evalsuite.records import (
     table_from_rows,
     validate_record,
 )
-from evalsuite.registry import Metric
+from evalsuite.registry import Metric, ScoreFailure
 from evalsuite.runtime import Runtime
 
 OnError = Literal["fail", "skip"]
@@ -62,6 +62,26 @@ class ChunkResult:
     rows: list[Row]
     errors: list[Row]
     stats: RunStats
+
+
+@dataclass
+class Validated:
+    """A chunk after validation: the valid records (canonical fields), their raw records in the same
+    order (to locate a record that fails later, in scoring), and the error rows of the others."""
+
+    records: list[Row]
+    raws: list[RawRecord]
+    errors: list[Row]
+
+
+@dataclass
+class Scored:
+    """Every metric's columns for some records, what scoring counted, and the records a metric could
+    not score: position → (the metric's first column, its :class:`ScoreFailure`)."""
+
+    columns: dict[str, list[Any]]
+    stats: RunStats
+    failures: dict[int, tuple[str, ScoreFailure]]
 
 
 @dataclass(frozen=True)
@@ -150,52 +170,81 @@ class Work:
     # -- the unit of work -----------------------------------------------------------------------
     def run(self, chunk: Sequence[RawRecord], on_error: OnError, hooks: Hooks = NO_HOOKS) -> ChunkResult:
         """Validate and score a chunk of raw records."""
-        valid, errors = self.validate(chunk, on_error)
-        rows, stats = self.score_rows(valid, hooks)
-        return ChunkResult(rows, errors, stats)
+        checked = self.validate(chunk, on_error)
+        result = self.score_rows(checked.records, hooks, on_error=on_error, raws=checked.raws)
+        result.errors[:0] = checked.errors
+        return result
 
-    def validate(self, chunk: Iterable[RawRecord], on_error: OnError) -> tuple[list[Row], list[Row]]:
-        """The chunk's valid records (canonical fields) and, in skip mode, its error rows.
+    def validate(self, chunk: Iterable[RawRecord], on_error: OnError) -> Validated:
+        """The chunk's valid records (canonical fields), their raw records and, in skip mode, the error
+        rows of the others.
 
         In fail mode the first bad record raises :class:`InputError` naming its location and field.
         """
-        valid: list[Row] = []
-        errors: list[Row] = []
+        checked = Validated([], [], [])
         written = {*self.score_columns, *self.detail_columns}
         required = self.required_fields
         for raw in chunk:
             try:
                 record = validate_record(raw, required)
                 _refuse_output_columns(raw, record, written)
-                valid.append(record)
+                checked.records.append(record)
+                checked.raws.append(raw)
             except InputError as error:
                 if on_error == "fail":
                     raise
-                errors.append(error_entry(raw, error))
-        return valid, errors
+                checked.errors.append(error_entry(raw, error))
+        return checked
 
-    def score_rows(self, records: Sequence[Row], hooks: Hooks = NO_HOOKS) -> tuple[list[Row], RunStats]:
-        """Validated records with their score and detail columns added, and what scoring counted."""
-        columns, stats = self.score(records, hooks)
-        rows = [
-            {**record, **{column: values[i] for column, values in columns.items()}}
-            for i, record in enumerate(records)
-        ]
-        return rows, stats
+    def score_rows(
+        self,
+        records: Sequence[Row],
+        hooks: Hooks = NO_HOOKS,
+        *,
+        on_error: OnError = "fail",
+        raws: Sequence[RawRecord] | None = None,
+    ) -> ChunkResult:
+        """Validated records with their score and detail columns added, and what scoring counted.
 
-    def score(
-        self, records: Sequence[Mapping[str, Any]], hooks: Hooks = NO_HOOKS
-    ) -> tuple[dict[str, list[Any]], RunStats]:
-        """Every metric's columns for validated records, through the cache: one list per column."""
-        stats = RunStats()
+        A record a metric could not score (a :class:`ScoreFailure`) becomes an error row in skip
+        mode, located by its raw record when ``raws`` are given; in fail mode it raises
+        :class:`InputError` naming the record, the column and the reason.
+        """
+        scored = self.score(records, hooks)
+        rows: list[Row] = []
+        errors: list[Row] = []
+        for i, record in enumerate(records):
+            failed = scored.failures.get(i)
+            if failed is None:
+                rows.append({**record, **{column: values[i] for column, values in scored.columns.items()}})
+                continue
+            column, failure = failed
+            raw = raws[i] if raws is not None else RawRecord(i, f"record id {record['id']!r}", dict(record))
+            error = InputError(failure.message(), location=raw.location, field=column)
+            if on_error == "fail":
+                raise error
+            errors.append(error_entry(raw, error))
+        return ChunkResult(rows, errors, scored.stats)
+
+    def score(self, records: Sequence[Mapping[str, Any]], hooks: Hooks = NO_HOOKS) -> Scored:
+        """Every metric's columns for validated records, through the cache: one list per column.
+
+        ``failures`` maps the position of each record a metric could not score to that metric's first
+        column and the :class:`ScoreFailure` (its values in the columns are the failure too).
+        """
+        scored = Scored({}, RunStats(), {})
         truncated_before = dict(self.runtime.stats.truncated_texts)
-        columns: dict[str, list[Any]] = {}
         for metric in self.metrics:
-            columns.update(self._score_metric(metric, records, hooks, stats))
+            columns = self._score_metric(metric, records, hooks, scored.stats)
+            scored.columns.update(columns)
+            first = metric.columns[0] if metric.columns else next(iter(columns), "")
+            for i, value in enumerate(columns.get(first, [])):
+                if isinstance(value, ScoreFailure):
+                    scored.failures.setdefault(i, (first, value))
         for model, count in self.runtime.stats.truncated_texts.items():
             if count != truncated_before.get(model, 0):
-                stats.truncated_texts[model] = count - truncated_before.get(model, 0)
-        return columns, stats
+                scored.stats.truncated_texts[model] = count - truncated_before.get(model, 0)
+        return scored
 
     def fit_corpus(self, records: Iterable[Row], hooks: Hooks = NO_HOOKS) -> None:
         """Feed validated records to the metrics that need corpus statistics (idf), draining ``records``."""
@@ -261,7 +310,15 @@ class Work:
                 scores = metric.score_batch(list(todo.values()), self.runtime)
             fresh = {key: {name: scores[name][i] for name in names} for i, key in enumerate(todo)}
             if self.cache is not None:
-                self.cache.put_many(namespace, fresh)
+                # A failed record is not cached: a resumed or repeated run tries it again.
+                self.cache.put_many(
+                    namespace,
+                    {
+                        key: values
+                        for key, values in fresh.items()
+                        if not any(isinstance(value, ScoreFailure) for value in values.values())
+                    },
+                )
             known.update(fresh)
         return {f"{metric.name}_{name}": [known[key][name] for key in keys] for name in names}
 

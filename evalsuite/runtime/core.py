@@ -348,6 +348,27 @@ class Runtime:
 
         return score_targets(self, model, pairs)
 
+    def next_token_log_probs(self, model: str, prompts: Sequence[Sequence[int]]) -> list[torch.Tensor]:
+        """A causal LM's log-probability of every vocabulary token coming next, per prompt (token ids),
+        in the runtime's batches; each row is independent of what it is batched with."""
+        from evalsuite.runtime.likelihood import next_token_log_probs
+
+        lm = self.language_model(model)
+
+        def compute(batch: list[Any]) -> list[object]:
+            return list(next_token_log_probs(lm, batch))
+
+        return self.batched(list(prompts), compute)  # type: ignore[return-value]
+
+    def greedy_continuation(self, model: str, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
+        """The token ids a causal LM writes after ``prompt`` by greedy decoding."""
+        import torch
+
+        from evalsuite.runtime.likelihood import greedy_continuation
+
+        with torch.inference_mode():
+            return greedy_continuation(self.language_model(model), prompt, max_new_tokens)
+
     def nli_tokenizer(self, model: str) -> tuple[Any, int]:
         """The NLI model's tokenizer and the longest pair (in tokens) it takes."""
         classifier = self.load(model, "sequence-classification")

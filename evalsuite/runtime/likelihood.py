@@ -159,3 +159,33 @@ def score_targets(rt: Runtime, model: str, pairs: Sequence[tuple[str, str]]) -> 
         for pair, (_, target), row in zip(unique, examples, rows, strict=True)
     }
     return [scored[pair] for pair in pairs]
+
+
+def next_token_log_probs(lm: LoadedModel, batch: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``log p(next token | prompt)`` over the vocabulary for each prompt, float32 [batch, vocab].
+
+    Only each prompt's last position goes through the output layer (not every position's logits).
+    """
+    input_ids, attention_mask = pad_batch(batch, _pad_id(lm), lm.device)
+    last = attention_mask.sum(dim=1) - 1
+    rows = torch.arange(len(batch), device=lm.device)
+    base, head = lm.model.base_model, lm.model.get_output_embeddings()
+    if base is lm.model or head is None:  # no separable head: the full logits, read at the last position
+        logits = lm.model(input_ids=input_ids, attention_mask=attention_mask).logits[rows, last]
+    else:
+        hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = head(hidden[rows, last])
+    return logits.float().log_softmax(dim=-1).cpu()
+
+
+def greedy_continuation(lm: LoadedModel, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
+    """The tokens a causal LM writes after ``prompt`` by greedy decoding (stops at end of sequence)."""
+    input_ids = torch.tensor([list(prompt)], dtype=torch.long, device=lm.device)
+    output = lm.model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=_pad_id(lm),
+    )
+    return [int(token) for token in output[0, len(prompt) :].tolist()]

@@ -21,10 +21,10 @@ import polars as pl
 from evalsuite.api import Scorer, build_metrics
 from evalsuite.cache import ScoreCache
 from evalsuite.errors import ConfigError, EvalsuiteError, InputError, UnknownMetricError
-from evalsuite.records import CANONICAL_FIELDS, RawRecord, iter_chunks
-from evalsuite.registry import Metric
+from evalsuite.records import CANONICAL_FIELDS, RawRecord, error_entry, iter_chunks
+from evalsuite.registry import Metric, ScoreFailure
 from evalsuite.results import summarize
-from evalsuite.run import OnError, Work, check_on_error
+from evalsuite.run import OnError, Validated, Work, check_on_error
 from evalsuite.runtime.microbatch import FairLock, MicroBatcher
 from evalsuite.service.settings import ServiceSettings
 
@@ -147,7 +147,7 @@ class ServedMetrics:
     def warm_up(self) -> None:
         """Score one tiny record with each metric, past the cache, so its models are loaded now."""
         for scorer in self._scorers.values():
-            [record], _ = scorer.work.validate([RawRecord(0, "warm-up record", WARM_UP_RECORD)], "fail")
+            [record] = scorer.work.validate([RawRecord(0, "warm-up record", WARM_UP_RECORD)], "fail").records
             with self.model_lock:
                 for metric in scorer.metrics:
                     metric.score_batch([record], scorer.runtime)
@@ -216,8 +216,10 @@ class ServedMetrics:
         mode = check_on_error(on_error)
         names = self.resolve(metrics)
         chosen = [self.metrics[name] for name in names]
-        valid, errors = self._validate(records, names, fields, mode)
+        checked = self._validate(records, names, fields, mode)
+        valid, errors = checked.records, checked.errors
         rows = self._scores(names, valid, time.monotonic() + limit, limit)
+        rows = self._without_failures(rows, checked.raws, errors, mode)
         columns = [column for metric in chosen for column in metric.columns]
         table = pl.DataFrame(
             {
@@ -269,6 +271,27 @@ class ServedMetrics:
                 future.cancel()  # withdraws what has not started yet when this request gave up
         return rows
 
+    @staticmethod
+    def _without_failures(
+        rows: list[Row], raws: list[RawRecord], errors: list[Row], on_error: OnError
+    ) -> list[Row]:
+        """The rows every metric scored; a record a metric could not score (an LLM judge's unusable
+        reply) fails the request, or in skip mode becomes an error row (appended to ``errors``)."""
+        kept: list[Row] = []
+        for row, raw in zip(rows, raws, strict=True):
+            failed = next(
+                ((column, value) for column, value in row.items() if isinstance(value, ScoreFailure)), None
+            )
+            if failed is None:
+                kept.append(row)
+                continue
+            column, failure = failed
+            error = InputError(failure.message(), location=raw.location, field=column)
+            if on_error == "fail":
+                raise _named_in_request(error)
+            errors.append(error_entry(raw, error))
+        return kept
+
     def _new_scorer(self, metrics: list[Metric]) -> Scorer:
         settings = self.settings
         return Scorer(
@@ -290,9 +313,10 @@ class ServedMetrics:
         names: Sequence[str],
         fields: Mapping[str, str] | None,
         on_error: OnError,
-    ) -> tuple[list[Row], list[Row]]:
-        """The valid records and the error rows of a request, through :meth:`Work.validate` as every
-        run validates (duplicate ids included); its texts must also fit ``max_text_chars``."""
+    ) -> Validated:
+        """The valid records (with their raw records) and the error rows of a request, through
+        :meth:`Work.validate` as every run validates (duplicate ids included); its texts must also
+        fit ``max_text_chars``."""
         limit = self.settings.max_records_per_request
         if len(records) > limit:
             raise InputError(
@@ -307,7 +331,7 @@ class ServedMetrics:
                 return work.validate(self._within_text_limit(chunk), on_error)
             except InputError as error:
                 raise _named_in_request(error) from None
-        return [], []
+        return Validated([], [], [])
 
     def _within_text_limit(self, chunk: Iterable[RawRecord]) -> Iterator[RawRecord]:
         """The records of ``chunk`` as validation reaches them; a text over ``max_text_chars`` fails

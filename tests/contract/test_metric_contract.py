@@ -37,6 +37,8 @@ CONFIGURATIONS: dict[str, Case] = {
         "factuality",
         {"checker": "minicheck", "claims": "whole", "chunk_words": 8},
     ),
+    # The local judge's other kinds: P(yes) of a groundedness question, both orders of a pair.
+    "llm_judge-binary": ("llm_judge", {"kind": "binary"}),
 }
 CASES = [pytest.param((name, {}), id=name) for name in METRICS] + [
     pytest.param(case, id=case_id) for case_id, case in CONFIGURATIONS.items()

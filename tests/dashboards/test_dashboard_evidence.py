@@ -14,6 +14,7 @@ def test_every_metric_family_with_evidence_has_a_view() -> None:
         "pii",
         "bartscore",
         "bartscore_faithfulness",
+        "llm_judge",
     ):
         assert name in evidence.EVIDENCE_VIEWS, name
 
@@ -125,3 +126,14 @@ def test_alignment_chart_marks_the_greedy_match() -> None:
     values = spec["datasets"][next(iter(spec["datasets"]))] if "datasets" in spec else spec["data"]["values"]
     best = [(row["prediction token"], row["reference token"]) for row in values if row["best match"]]
     assert best == [("00 [CLS]", "00 [CLS]"), ("01 paris", "02 paris"), ("02 [SEP]", "03 [SEP]")]
+
+
+def test_judge_distribution_bars_mark_the_most_likely_label_and_escape() -> None:
+    html = evidence.judge_distribution_html(
+        [{"label": "<yes>", "probability": 0.25}, {"label": "no", "probability": 0.75}]
+    )
+    assert "&lt;yes&gt;" in html
+    assert "<b>no</b>" in html
+    assert "0.75" in html
+    assert "width:9.00em" in html
+    assert evidence.judge_distribution_html([]) == ""

@@ -725,3 +725,33 @@ def test_a_job_with_a_lone_surrogate_line_skips_it_or_fails_clearly(
         assert done["error"].startswith(
             "a.jsonl:2: field 'prediction' is not valid Unicode: a lone surrogate"
         )
+
+
+def test_a_judge_that_cannot_answer_a_record_is_a_named_error(make_client: Any, svc: Any) -> None:
+    import math
+
+    from evalsuite.testing import FakeChatServer, chat_completion
+
+    def judge(body: dict[str, Any]) -> Any:
+        if "refuse me" in body["messages"][-1]["content"]:
+            return chat_completion("I won't rate that.")
+        return chat_completion("yes", [{"yes": math.log(0.7), "no": math.log(0.3)}])
+
+    records = [
+        {"id": "ok", "source": "s", "prediction": "fine"},
+        {"id": "x", "source": "s", "prediction": "refuse me"},
+    ]
+    with FakeChatServer(judge) as server:
+        config = {"kind": "binary", "base_url": server.base_url, "model": "m", "retries": 0}
+        client = make_client(metrics={"llm_judge": config})
+        skipped = client.post("/v1/score", json={"records": records, "on_error": "skip"}).json()
+        failed = client.post("/v1/score", json={"records": records})
+    assert [row["id"] for row in skipped["scores"]] == ["ok"]
+    assert skipped["scores"][0]["llm_judge_probability"] == pytest.approx(0.7)
+    [error] = skipped["errors"]
+    assert error["location"] == "records[1]"
+    assert error["field"] == "llm_judge_probability"
+    assert "I won't rate that." in error["reason"]
+    assert {row["errors"] for row in skipped["summary"]} == {1}
+    assert failed.status_code == 422
+    assert svc.error_of(failed)["field"] == "records[1].llm_judge_probability"
