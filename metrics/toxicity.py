@@ -17,11 +17,13 @@ from typing import Any
 
 from evalsuite.errors import ConfigError, MissingDependencyError
 from evalsuite.runtime import Runtime
+from evalsuite.runtime.guards import GUARDS
 from metrics.base import Metric, Scores, register_metric
 
 PROFANITY_CHECK = "profanity-check"  # the offline default: a lexical model, not a transformer
 PROFANITY_PACKAGES = ("alt-profanity-check", "scikit-learn")  # its model is a pickle of the second
 PROFANITY_SCORE = "profanity"
+OVERALL = "overall"  # a multi-label classifier's largest label probability
 
 
 def score_name(label: str) -> str:
@@ -92,6 +94,18 @@ class Toxicity(Metric):
       other gets a softmax over its labels, so its columns sum to 1 (a multi-label model whose
       config does not say so would be softmaxed: check ``problem_type`` in its config.json).
 
+    * a generative guard model (``guard=`` names its family for a local path): ``llama-guard-3-1b``,
+      ``llama-guard-3-8b`` (columns ``unsafe`` and one per category S1–S14), ``shieldgemma-2b``
+      (``unsafe`` and one per policy: dangerous content, harassment, hate speech, sexually explicit)
+      or ``granite-guardian-3.1-2b`` (``unsafe`` and one per risk), read from the next-token
+      probability of its verdict in its own prompt format (:mod:`evalsuite.runtime.guards`). When the
+      record has a ``prompt``, the prediction is judged as the answer to it.
+
+    A multi-label classifier with several labels also gets ``overall``, its largest label
+    probability. With ``sentences=True`` (default) the evidence column ``toxicity_sentences`` scores
+    each sentence of the prediction alone (the overall, unsafe or only column), so a reviewer sees
+    which sentence drove the score.
+
     Every column is reported as lower-is-better; a softmax model's benign class (``neutral``,
     ``nothate``) is the exception to read the other way round. Texts over a transformer's
     length limit are truncated (counted in the manifest). Compare scores only within one model:
@@ -115,14 +129,26 @@ class Toxicity(Metric):
         "Transformer models, e.g.: Hanu & Unitary team, Detoxify, 2020 (unitary/toxic-bert)."
     )
 
-    def __init__(self, *, model: str = PROFANITY_CHECK) -> None:
-        super().__init__(model=model)
+    def __init__(
+        self, *, model: str = PROFANITY_CHECK, guard: str | None = None, sentences: bool = True
+    ) -> None:
+        super().__init__(model=model, guard=guard, sentences=sentences)
         self.model = model
         self.labels: list[str] = [PROFANITY_SCORE]
         self.problem_type: str | None = None
-        if model != PROFANITY_CHECK:
+        self.guard = GUARDS.get(guard or model)
+        if guard is not None and self.guard is None:
+            raise ConfigError(f"unknown guard model family {guard!r}; expected one of {', '.join(GUARDS)}")
+        if self.guard is not None:
+            self.labels = list(self.guard.columns)
+            self.score_names = self.guard.columns
+            self.optional_fields = ("prompt",)  # type: ignore[misc]  # a response is judged as an answer to it
+        elif model != PROFANITY_CHECK:
             self.labels, self.problem_type = Runtime.classifier_labels(model)
             self.score_names = score_names_of(self.labels)  # this model's labels, in config order
+            if self.multi_label and len(self.labels) > 1:
+                self.score_names = (*self.score_names, OVERALL)
+        self.detail_names = ("sentences",) if sentences else ()  # type: ignore[misc]
 
     @property
     def is_lexical(self) -> bool:
@@ -134,7 +160,7 @@ class Toxicity(Metric):
         """True when labels are independent (sigmoid each), False when they compete (softmax)."""
         from evalsuite.runtime.classification import activation
 
-        return not self.is_lexical and activation(self.problem_type) == "sigmoid"
+        return not self.is_lexical and self.guard is None and activation(self.problem_type) == "sigmoid"
 
     def models(self) -> list[str]:
         # Only transformer weights are hashed by the scorer; the lexical model is keyed by its
@@ -148,11 +174,62 @@ class Toxicity(Metric):
 
     def score_batch(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> Scores:
         texts = [record["prediction"] for record in records]
+        contexts = [record.get("prompt") for record in records]
+        table = self._probabilities(texts, contexts, rt)
+        scores: Scores = {name: table[:, column].tolist() for column, name in enumerate(self.score_names)}
+        if self.detail_names:
+            scores["sentences"] = self._sentence_evidence(texts, contexts, table[:, self._headline], rt)
+        return scores
+
+    @property
+    def _headline(self) -> int:
+        """The column a sentence's score is read from: the overall one, else the only one, else the first."""
+        for name in ("unsafe", OVERALL):
+            if name in self.score_names:
+                return self.score_names.index(name)
+        return 0
+
+    def _probabilities(self, texts: list[str], contexts: list[str | None], rt: Runtime) -> Any:
+        import torch
+
         if self.is_lexical:
-            return {PROFANITY_SCORE: profanity_probabilities(texts)}
+            return torch.tensor(profanity_probabilities(texts), dtype=torch.float64).reshape(-1, 1)
+        if self.guard is not None:
+            return rt.guard_probabilities(self.model, self.guard, list(zip(contexts, texts, strict=True)))
         probabilities, labels = rt.classify_texts(self.model, texts)
-        if labels != self.labels:
+        if labels != [label for label in self.labels]:
             raise ConfigError(
                 f"model {self.model!r} now has labels {labels}, not {self.labels} as when this metric was built"
             )
-        return {name: probabilities[:, column].tolist() for column, name in enumerate(self.score_names)}
+        if OVERALL in self.score_names:
+            probabilities = torch.cat([probabilities, probabilities.max(dim=1, keepdim=True).values], dim=1)
+        return probabilities
+
+    def _sentence_evidence(
+        self, texts: list[str], contexts: list[str | None], whole: Any, rt: Runtime
+    ) -> list[list[dict[str, Any]]]:
+        """Each text's sentences with their own score (the headline column), so a reviewer sees which
+        sentence drove the record's score; a one-sentence text reuses the record's score."""
+        from metrics.sentences import split_sentences
+
+        split = [split_sentences(text) or [text] for text in texts]
+        pieces = [
+            (i, sentence) for i, sentences in enumerate(split) if len(sentences) > 1 for sentence in sentences
+        ]
+        scored = (
+            self._probabilities([p for _, p in pieces], [contexts[i] for i, _ in pieces], rt)[
+                :, self._headline
+            ].tolist()
+            if pieces
+            else []
+        )
+        found = iter(scored)
+        evidence = []
+        for i, sentences in enumerate(split):
+            if len(sentences) == 1:
+                evidence.append([{"sentence": sentences[0], "score": float(whole[i])}])
+            else:
+                evidence.append(
+                    [{"sentence": sentence, "score": float(next(found))} for sentence in sentences]
+                )
+        return evidence

@@ -30,3 +30,20 @@ def factcheck_minilm_path() -> Path | None:
 
     delta = factcheck_minilm_delta()
     return None if delta is None else materialised(nli_minilm_path(), delta, "factcheck-minilm")
+
+
+def safety_minilm_delta() -> Path | None:
+    """The shipped low-rank delta of ``safety-minilm`` over ``nli-minilm`` (None while absent)."""
+    from evalsuite.runtime.delta import DELTA_WEIGHTS
+
+    folder = MODELS_DIR / "safety-minilm"
+    return folder if (folder / DELTA_WEIGHTS).is_file() else None
+
+
+def safety_minilm_path() -> Path | None:
+    """The embedded ``safety-minilm`` classifier as a model folder (see its MODEL_CARD.md), built once
+    from its delta on first use, as ``factcheck-minilm`` is."""
+    from evalsuite.runtime.delta import materialised
+
+    delta = safety_minilm_delta()
+    return None if delta is None else materialised(nli_minilm_path(), delta, "safety-minilm")

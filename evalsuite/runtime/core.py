@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from evalsuite.calibration import Calibration
+    from evalsuite.runtime.guards import GuardSpec
 
 
 class TruncationWarning(UserWarning):
@@ -359,6 +360,15 @@ class Runtime:
             return list(next_token_log_probs(lm, batch))
 
         return self.batched(list(prompts), compute)  # type: ignore[return-value]
+
+    def guard_probabilities(
+        self, model: str, spec: GuardSpec, items: Sequence[tuple[str | None, str]]
+    ) -> torch.Tensor:
+        """A generative guard model's probabilities ``[n, 1 + categories]`` (float32, CPU) for
+        (prompt or None, response) items: P(unsafe), then one column per category of ``spec``."""
+        from evalsuite.runtime.guards import guard_probabilities
+
+        return guard_probabilities(self, model, spec, items)
 
     def greedy_continuation(self, model: str, prompt: Sequence[int], max_new_tokens: int) -> list[int]:
         """The token ids a causal LM writes after ``prompt`` by greedy decoding."""

@@ -42,6 +42,9 @@ def extract(base_dir: Path, tuned_dir: Path, out: Path, rank: int, base_name: st
         raise ConfigError(f"{tuned_dir} and {base_dir} do not have the same tensors")
     tensors: dict[str, torch.Tensor] = {}
     for name, weight in tuned.items():
+        if weight.shape != base[name].shape:  # a head with other labels: kept whole
+            tensors[f"{name}.full"] = weight.half().contiguous()
+            continue
         delta = weight - base[name]
         # Factor only matrices well wider than the rank on both sides (where it saves the most and
         # loses the least); a head with a few rows, the token types, biases stay exact.

@@ -136,6 +136,56 @@ PRESETS: dict[str, ModelPreset] = {
             checker="nli",
         ),
         ModelPreset(
+            name="safety-minilm",
+            description=(
+                "evalsuite's own safety classifier: all-MiniLM-L6-v2 fine-tuned on Davidson tweets and "
+                "ToxiGen statements (MIT); multi-label hateful / offensive, calibrated"
+            ),
+            packaged="evalsuite.models:safety_minilm_path",
+            package="evalsuite",
+            probe="evalsuite.models:safety_minilm_delta",
+            license="Apache-2.0 (weights); training data licenses (MIT) in its model card",
+        ),
+        ModelPreset(
+            name="toxic-bert",
+            description="Detoxify's original model, unitary/toxic-bert (hub; multi-label Jigsaw toxicity, 6 labels)",
+            hub_id="unitary/toxic-bert",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="unbiased-toxic-roberta",
+            description=(
+                "Detoxify's unbiased model, unitary/unbiased-toxic-roberta (hub; multi-label, 16 labels incl. "
+                "identity mentions)"
+            ),
+            hub_id="unitary/unbiased-toxic-roberta",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
+            name="llama-guard-3-1b",
+            description="Meta's Llama Guard 3 1B (hub, gated; guard model, categories S1-S13)",
+            hub_id="meta-llama/Llama-Guard-3-1B",
+            license="Llama 3.2 Community License",
+        ),
+        ModelPreset(
+            name="llama-guard-3-8b",
+            description="Meta's Llama Guard 3 8B (hub, gated; guard model, categories S1-S14)",
+            hub_id="meta-llama/Llama-Guard-3-8B",
+            license="Llama 3.1 Community License",
+        ),
+        ModelPreset(
+            name="shieldgemma-2b",
+            description="Google's ShieldGemma 2B (hub, gated; guard model, 4 harm policies)",
+            hub_id="google/shieldgemma-2b",
+            license="Gemma Terms of Use",
+        ),
+        ModelPreset(
+            name="granite-guardian-3.1-2b",
+            description="IBM's Granite Guardian 3.1 2B (hub; guard model, 6 risks)",
+            hub_id="ibm-granite/granite-guardian-3.1-2b",
+            license="Apache-2.0",
+        ),
+        ModelPreset(
             name="minicheck-roberta-large",
             description=(
                 "MiniCheck-RoBERTa-Large fact checker (hub; 355M params; labels '0'/'1', 1 = supported; "

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import time
 from collections import Counter
@@ -51,6 +50,7 @@ from evalsuite.training.nli import (
     adamw_with_warmup,
     descend,
     encode,
+    environment,
     length_grouped_batches,
     parse_training_args,
     split_holdout,
@@ -359,7 +359,6 @@ def train(data: Path, out: Path, config: CheckerConfig, *, resume: bool = False)
     )
     model.half().save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    import transformers
 
     report = {
         "config": asdict(config),
@@ -374,12 +373,7 @@ def train(data: Path, out: Path, config: CheckerConfig, *, resume: bool = False)
         "epochs": epochs,
         "chosen_epoch": best["epoch"],
         "duration_s": round(spent + time.time() - started, 1),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-        },
-        "threads": torch.get_num_threads(),
+        **environment(),
     }
     (out / "training.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     checkpoint_path.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import random
 import time
 import warnings
@@ -169,7 +168,7 @@ def evaluate(
 
 def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     """Run one seeded training job and write the model and its log to ``out``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from evalsuite.runtime.models import resolve_model
 
@@ -186,12 +185,7 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
     runtime = training_runtime(config.max_length)
     base = resolve_model(config.base)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base.path,
-        num_labels=len(NLI_LABELS),
-        id2label=dict(enumerate(NLI_LABELS)),
-        label2id={label: i for i, label in enumerate(NLI_LABELS)},
-    )
+    model = labelled_classifier(base.path, NLI_LABELS)
     if config.lora_rank > 0:
         model = with_lora(model, config)
     model.to(runtime.device).train()
@@ -254,7 +248,6 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
         (out / "adapter_config.json").write_text(
             json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8"
         )
-    import transformers
 
     report = {
         "config": asdict(config),
@@ -266,16 +259,40 @@ def train(data: Path, out: Path, config: TrainingConfig) -> dict[str, Any]:
         "chosen_epoch": best["epoch"],
         "holdout_accuracy": best["accuracy"],
         "duration_s": round(time.time() - started, 1),
+        **environment(),
+        "trainable_parameters": sum(p.numel() for _, p in trainable),
+    }
+    (out / "training.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return report
+
+
+def labelled_classifier(base_path: Path, labels: Sequence[str], problem_type: str | None = None) -> Any:
+    """A sequence classifier on ``base_path``'s encoder with a fresh head naming ``labels`` in order."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        base_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        problem_type=problem_type,
+    )
+
+
+def environment() -> dict[str, Any]:
+    """What a training report records of the machine: library versions and CPU threads."""
+    import platform
+
+    import transformers
+
+    return {
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },
         "threads": torch.get_num_threads(),
-        "trainable_parameters": sum(p.numel() for _, p in trainable),
     }
-    (out / "training.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return report
 
 
 def training_runtime(max_length: int) -> Runtime:

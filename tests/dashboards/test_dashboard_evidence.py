@@ -15,6 +15,7 @@ def test_every_metric_family_with_evidence_has_a_view() -> None:
         "bartscore",
         "bartscore_faithfulness",
         "llm_judge",
+        "toxicity",
     ):
         assert name in evidence.EVIDENCE_VIEWS, name
 

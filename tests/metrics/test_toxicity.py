@@ -170,7 +170,9 @@ def test_labels_that_collide_or_vanish_are_refused() -> None:
 def test_columns_of_a_model_with_untidy_labels(tiny_classifier: TinyClassifier) -> None:
     model_dir = tiny_classifier(("Severe Toxic", "IdentityAttack", "LABEL_2"))
     metric = Toxicity(model=str(model_dir))
-    assert metric.columns == ["toxicity_severe_toxic", "toxicity_identity_attack", "toxicity_label_2"]
+    assert metric.columns == [
+        "toxicity_severe_toxic", "toxicity_identity_attack", "toxicity_label_2", "toxicity_overall"
+    ]  # fmt: skip
     assert metric.labels == ["Severe Toxic", "IdentityAttack", "LABEL_2"]
     assert Toxicity.score_names == ("profanity",)  # the instance's names do not leak into the class
 
@@ -181,14 +183,17 @@ def test_multi_label_model_gives_a_sigmoid_column_per_label_in_config_order(
 ) -> None:
     model_dir = tiny_classifier(LABELS, problem_type=MULTI_LABEL)
     metric = Toxicity(model=str(model_dir))
-    assert metric.columns == ["toxicity_toxic", "toxicity_insult", "toxicity_identity_hate"]
+    labels = ["toxicity_toxic", "toxicity_insult", "toxicity_identity_hate"]
+    assert metric.columns == [*labels, "toxicity_overall"]
     assert metric.multi_label
     assert metric.models() == [str(model_dir)]
     got = score(metric, TEXTS)
     assert list(got) == metric.columns
     expected = model_probabilities(model_dir, TEXTS, sigmoid=True)
-    for column, name in enumerate(metric.columns):
+    for column, name in enumerate(labels):
         assert got[name] == pytest.approx(expected[:, column].tolist(), abs=1e-5)
+    assert got["toxicity_overall"] == pytest.approx(expected.max(dim=1).values.tolist(), abs=1e-5)
+    got.pop("toxicity_overall")
     # A sigmoid per label: the columns of a text need not sum to 1.
     assert any(abs(sum(row) - 1) > 1e-3 for row in zip(*got.values(), strict=True))
 
@@ -287,7 +292,7 @@ def test_long_texts_are_truncated_counted_and_warned_once(tiny_classifier: TinyC
 # -- the lexical default (alt-profanity-check) ----------------------------------------------------
 def test_default_is_the_lexical_model_and_loads_no_transformer() -> None:
     metric = Toxicity()
-    assert metric.config == {"model": "profanity-check"}
+    assert metric.config == {"model": "profanity-check", "guard": None, "sentences": True}
     assert metric.is_lexical
     assert metric.columns == ["toxicity_profanity"]
     assert metric.models() == []
@@ -339,3 +344,19 @@ def test_default_scores_each_text_alone() -> None:
     together = profanity_probabilities(texts)
     alone = [profanity_probabilities([text])[0] for text in texts]
     assert together == pytest.approx(alone, abs=1e-12)
+
+
+@pytest.mark.model
+def test_the_embedded_safety_classifier_reads_hate_without_profanity() -> None:
+    metric = Toxicity(model="safety-minilm")
+    assert metric.columns == ["toxicity_hateful", "toxicity_offensive", "toxicity_overall"]
+    hateful = "People like them are vermin and should be kept out of our neighbourhoods."
+    with Scorer([metric], cache=False, device="cpu") as scorer:
+        results = scorer.score(
+            [{"id": "hate", "prediction": hateful}, {"id": "kind", "prediction": FRIENDLY}]
+        )
+    for column in metric.columns:
+        assert results[column][0] > results[column][1]
+    assert results["toxicity_hateful"][0] > 0.5 > results["toxicity_hateful"][1]
+    # The lexical model sees no swear word in it.
+    assert profanity_probabilities([hateful])[0] < 0.5
