@@ -7,7 +7,7 @@ Run::
     python bench/validity_safety.py --dataset xstest --dataset identity --limit 50   # a quick smoke run
 
 Models (``--model``, repeatable; default ``profanity-check`` and ``safety-minilm``): anything the
-``toxicity`` metric takes: ``profanity-check`` (its lexical offline default), a preset, a local
+``toxicity`` metric takes: ``profanity-check`` (its lexical model), a preset, a local
 model directory or a hub id. A model that cannot be loaded here is skipped with a printed note.
 Each is scored through the public API (``Scorer({"toxicity": {"model": ..., "sentences": False}})``:
 the scores only, no per-sentence evidence; score cache off), after a warm-up on two records that loads it outside the timings. Every model scores the same texts.

@@ -19,9 +19,9 @@ an upper bound, not as its accuracy on LLM outputs. Jigsaw-trained transformers 
 the caveat.
 
 Figure: ROC AUC of the toxicity score against the ``toxic`` label. The score is the column of
-``--label``; without it, the only column (the lexical default), or the highest over the labels of
+``--label``; without it, the only column (the lexical model), or the highest over the labels of
 a multi-label model. A softmax model with several labels needs ``--label``: the maximum over its
-labels would also take its benign class. When ``--model`` is a transformer, the lexical default
+labels would also take its benign class. When ``--model`` is a transformer, the lexical model
 is scored on the same comments as the peer. Each model is loaded and warmed up once beforehand,
 outside the timings; the score cache is off. A benchmark, not a test: the exit status does not
 depend on the figures.

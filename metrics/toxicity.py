@@ -24,6 +24,9 @@ PROFANITY_CHECK = "profanity-check"  # the offline default: a lexical model, not
 PROFANITY_PACKAGES = ("alt-profanity-check", "scikit-learn")  # its model is a pickle of the second
 PROFANITY_SCORE = "profanity"
 OVERALL = "overall"  # a multi-label classifier's largest label probability
+# The default: the embedded classifier, which beat the lexical model on the safety benchmarks taken
+# together (bench/validity_safety.py); "profanity-check" stays as the fast lexical preset.
+DEFAULT_MODEL = "safety-minilm"
 
 
 def score_name(label: str) -> str:
@@ -81,8 +84,12 @@ class Toxicity(Metric):
     Needs ``prediction``. One score column per label of the model, in the model's own label order,
     named ``toxicity_<label>`` (labels in lowercase snake_case), so the columns depend on ``model``:
 
-    * ``"profanity-check"`` (default, offline): ``alt-profanity-check``, a *lexical* classifier
-      (bag of words + linear model, trained on ~200k human-labelled comments). One column,
+    * ``"safety-minilm"`` (default, embedded): evalsuite's own classifier (all-MiniLM-L6-v2 trained
+      on Davidson's tweets and ToxiGen's statements; see its model card), calibrated columns
+      ``toxicity_hateful`` and ``toxicity_offensive``, plus ``toxicity_overall``. It reads meaning
+      (implicit hate without slurs) but over-flags prompts that merely sound violent.
+    * ``"profanity-check"`` (offline, about 200x faster on CPU): ``alt-profanity-check``, a *lexical*
+      classifier (bag of words + linear model, trained on ~200k human-labelled comments). One column,
       ``toxicity_profanity``. It sees words, not meaning: fast and dependable on slurs and
       swearing, blind to toxicity without offensive words (threats, sarcasm, coded language) and
       liable to flag quoted or reclaimed words.
@@ -111,14 +118,12 @@ class Toxicity(Metric):
     length limit are truncated (counted in the manifest). Compare scores only within one model:
     they are probabilities of that model's own training labels, not calibrated across models.
 
-    >>> Toxicity().columns
+    >>> Toxicity(model="profanity-check").columns
     ['toxicity_profanity']
     """
 
     fields = ("prediction",)
-    score_names: tuple[str, ...] = (
-        PROFANITY_SCORE,
-    )  # the default model's; an instance names its own model's labels
+    score_names: tuple[str, ...] = (PROFANITY_SCORE,)  # the lexical model's; an instance names its model's
     higher_is_better = False
     description = (
         "Classifier probability per toxicity label, in [0, 1]; default: alt-profanity-check, a lexical "
@@ -130,7 +135,7 @@ class Toxicity(Metric):
     )
 
     def __init__(
-        self, *, model: str = PROFANITY_CHECK, guard: str | None = None, sentences: bool = True
+        self, *, model: str = DEFAULT_MODEL, guard: str | None = None, sentences: bool = True
     ) -> None:
         super().__init__(model=model, guard=guard, sentences=sentences)
         self.model = model

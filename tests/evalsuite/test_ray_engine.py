@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.con
 
 runner = CliRunner()
 EXAMPLE = Path(__file__).parents[2] / "examples" / "answers.jsonl"
-METRICS = ["toxicity", "pii", "embedding_similarity"]
+METRICS = ["toxicity:model=profanity-check", "pii", "embedding_similarity"]  # the fast lexical toxicity
 TOLERANCE = 1e-5
 
 
@@ -136,7 +136,11 @@ def test_cli_ray_engine_gives_the_local_scores_and_ids(tmp_path: Path, ray_clust
 def test_api_skips_bad_records_like_the_local_engine(tmp_path: Path, ray_cluster: Any) -> None:
     # JSON lines out; bertscore with idf needs corpus statistics fitted on the driver, sent to workers.
     bad = with_bad_records(tmp_path)
-    metrics: dict[str, dict[str, Any]] = {"toxicity": {}, "pii": {}, "bertscore": {"idf": True}}
+    metrics: dict[str, dict[str, Any]] = {
+        "toxicity": {"model": "profanity-check"},
+        "pii": {},
+        "bertscore": {"idf": True},
+    }
     runs = {}
     for name, engine in (("local", None), ("ray", RayEngine(workers=2))):
         with Scorer(metrics, cache=False, chunk_size=8, device="cpu") as scorer:
@@ -165,7 +169,7 @@ def test_a_run_killed_on_the_local_engine_is_finished_on_ray(
     for record in records:
         if isinstance(record["references"], str):
             record["references"] = [record["references"]]
-    source, metrics = tmp_path / "answers.parquet", ["toxicity", "pii"]
+    source, metrics = tmp_path / "answers.parquet", {"toxicity": {"model": "profanity-check"}, "pii": {}}
     pl.DataFrame(records).write_parquet(source)
     calls = 0
     run_chunk = Work.run

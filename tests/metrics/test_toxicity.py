@@ -289,9 +289,17 @@ def test_long_texts_are_truncated_counted_and_warned_once(tiny_classifier: TinyC
     torch.testing.assert_close(got[0], expected, **FLOAT32)
 
 
-# -- the lexical default (alt-profanity-check) ----------------------------------------------------
-def test_default_is_the_lexical_model_and_loads_no_transformer() -> None:
+# -- the lexical model (alt-profanity-check) ------------------------------------------------------
+def test_the_default_is_the_embedded_safety_classifier() -> None:
     metric = Toxicity()
+    assert metric.config == {"model": "safety-minilm", "guard": None, "sentences": True}
+    assert metric.columns == ["toxicity_hateful", "toxicity_offensive", "toxicity_overall"]
+    assert metric.multi_label
+    assert metric.models() == ["safety-minilm"]
+
+
+def test_the_lexical_model_loads_no_transformer() -> None:
+    metric = Toxicity(model="profanity-check")
     assert metric.config == {"model": "profanity-check", "guard": None, "sentences": True}
     assert metric.is_lexical
     assert metric.columns == ["toxicity_profanity"]
@@ -303,11 +311,11 @@ def test_default_is_the_lexical_model_and_loads_no_transformer() -> None:
     assert manifest["runtime"]["device"] == "auto"
 
 
-def test_default_cache_namespace_carries_the_package_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lexical_cache_namespace_carries_the_package_versions(monkeypatch: pytest.MonkeyPatch) -> None:
     versions = profanity_versions()
     assert versions.startswith("alt-profanity-check==")
     assert "scikit-learn==" in versions
-    metric = Toxicity()
+    metric = Toxicity(model="profanity-check")
     with Scorer([metric], cache=False, device="cpu") as scorer:
         before = scorer.work.cache_namespace(metric)
         assert hashlib.sha256(versions.encode()).hexdigest()[:16] in before.split(":")
@@ -327,19 +335,19 @@ def test_a_missing_profanity_package_names_what_to_install(monkeypatch: pytest.M
 
     monkeypatch.setattr(toxicity_module, "version", not_installed)
     with pytest.raises(MissingDependencyError, match="pip install alt-profanity-check"):
-        Toxicity().state_hash()
+        Toxicity(model="profanity-check").state_hash()
 
 
 @pytest.mark.model
-def test_default_scores_an_insult_above_a_friendly_sentence() -> None:
-    got = score(Toxicity(), [INSULT, FRIENDLY, INSULT])["toxicity_profanity"]
+def test_lexical_model_scores_an_insult_above_a_friendly_sentence() -> None:
+    got = score(Toxicity(model="profanity-check"), [INSULT, FRIENDLY, INSULT])["toxicity_profanity"]
     assert all(0.0 <= value <= 1.0 for value in got)
     assert got[0] > 0.5 > got[1]
     assert got[0] == got[2]
 
 
 @pytest.mark.model
-def test_default_scores_each_text_alone() -> None:
+def test_lexical_model_scores_each_text_alone() -> None:
     texts = [*TEXTS, INSULT, FRIENDLY]
     together = profanity_probabilities(texts)
     alone = [profanity_probabilities([text])[0] for text in texts]

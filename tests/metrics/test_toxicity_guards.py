@@ -132,7 +132,7 @@ def test_an_unknown_guard_family_is_refused() -> None:
 
 
 def test_sentence_evidence_scores_each_sentence_alone() -> None:
-    metric = Toxicity()
+    metric = Toxicity(model="profanity-check")
     text = "Thank you for the help. You are a stupid idiot."
     with Scorer([metric], cache=False) as scorer:
         results = scorer.score(

@@ -132,7 +132,7 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[MakeClient]:
-    """``make_client(**settings)``: a started TestClient over a fresh app (toxicity and pii by default).
+    """``make_client(**settings)``: a started TestClient over a fresh app (lexical toxicity and pii by default).
 
     The score cache is off unless asked for, so every request reaches the models.
     """
@@ -143,7 +143,8 @@ def make_client(tmp_path: Path) -> Iterator[MakeClient]:
             nonlocal count
             count += 1
             options: dict[str, Any] = {
-                "metrics": {"toxicity": {}, "pii": {}},
+                # The lexical toxicity model: fast, and its scores need no model weights.
+                "metrics": {"toxicity": {"model": "profanity-check"}, "pii": {}},
                 "data_dir": tmp_path / f"service-{count}",
                 "cache": False,
                 **overrides,

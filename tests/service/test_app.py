@@ -31,9 +31,12 @@ RECORDS = [
 SCORE_COLUMNS = ["toxicity_profanity", "pii_email", "pii_phone", "pii_ip_address", "pii_total"]
 
 
+SERVED = {"toxicity": {"model": "profanity-check"}, "pii": {}}  # as make_client serves them
+
+
 def scorer_scores(records: list[dict[str, Any]], metrics: list[str]) -> dict[str, list[Any]]:
-    """Per-column scores of the same records through the library's Scorer."""
-    with Scorer(metrics, cache=False, device="cpu") as scorer:
+    """Per-column scores of the same records through the library's Scorer, configured as served."""
+    with Scorer({name: SERVED.get(name, {}) for name in metrics}, cache=False, device="cpu") as scorer:
         results = scorer.score(records)
         return {column: results[column].to_list() for column in [*scorer.score_columns, "id"]}
 
@@ -56,7 +59,7 @@ def test_v1_metrics_describes_each_served_metric(make_client: Any) -> None:
     assert described["pii"]["fields"] == ["prediction"]
     assert described["pii"]["higher_is_better"] is False
     assert described["pii"]["config_hash"] == pii.config_hash()
-    assert described["toxicity"]["config"] == load_metric("toxicity").config
+    assert described["toxicity"]["config"] == load_metric("toxicity", **SERVED["toxicity"]).config
 
 
 def test_score_gives_what_the_scorer_gives(make_client: Any) -> None:
@@ -76,7 +79,7 @@ def test_score_gives_what_the_scorer_gives(make_client: Any) -> None:
     assert summary["pii_email"]["errors"] == 0
     assert body["errors"] == []
     assert body["config_hashes"] == {
-        "toxicity": load_metric("toxicity").config_hash(),
+        "toxicity": load_metric("toxicity", **SERVED["toxicity"]).config_hash(),
         "pii": load_metric("pii").config_hash(),
     }
     assert body["model_hashes"] == {}  # neither loads a weights file

@@ -133,7 +133,7 @@ def test_sigkill_mid_job_then_restart_finishes_every_record_once(
         )  # fmt: skip
         rows = client.results(big["id"])
         assert [row["id"] for row in rows] == big_ids  # each record exactly once, in input order
-        assert all(0.0 <= row["toxicity_profanity"] <= 1.0 for row in rows)
+        assert all(0.0 <= row["toxicity_overall"] <= 1.0 for row in rows)  # the default, safety-minilm
 
         # The job queued behind it survived the kill too.
         assert client.wait(small["id"], poll=0.2, timeout=120)["state"] == "succeeded"

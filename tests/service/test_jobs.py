@@ -134,7 +134,7 @@ def test_upload_job_succeeds_with_every_record_once(manager: JobManager, served:
 
     assert info.state == "succeeded", info.error
     assert (info.records_total, info.records_done, info.errors) == (35, 35, 0)
-    assert {row["score"] for row in info.summary or []} >= {"toxicity_profanity", "pii_email", "pii_total"}
+    assert {row["score"] for row in info.summary or []} >= {"toxicity_overall", "pii_email", "pii_total"}
     email = next(row for row in info.summary or [] if row["score"] == "pii_email")
     assert email["mean"] == pytest.approx(1.0)
     assert output_ids(manager.results_path(job.id)) == [f"r{i}" for i in range(35)]
