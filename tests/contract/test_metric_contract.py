@@ -39,7 +39,7 @@ CONFIGURATIONS: dict[str, Case] = {
     ),
     # The local judge's other kinds: P(yes) of a groundedness question, both orders of a pair.
     "llm_judge-binary": ("llm_judge", {"kind": "binary"}),
-    "toxicity-safety-minilm": ("toxicity", {"model": "safety-minilm"}),
+    "toxicity-profanity-check": ("toxicity", {"model": "profanity-check"}),  # the default is safety-minilm
 }
 CASES = [pytest.param((name, {}), id=name) for name in METRICS] + [
     pytest.param(case, id=case_id) for case_id, case in CONFIGURATIONS.items()
