@@ -31,7 +31,6 @@ from evalsuite.judges import (
     OpenAICompatibleBackend,
     PluginPrediction,
     SuperICL,
-    Verdict,
     load_template,
 )
 from evalsuite.judges.supericl import select_examples
@@ -128,8 +127,7 @@ class LLMJudge(Metric):
             "top_logprobs": top_logprobs,
             "logprobs": logprobs,
         }
-        if plugin is not None:
-            assert examples is not None
+        if plugin is not None and examples is not None:
             config |= {
                 "plugin": plugin,
                 "plugin_column": plugin_column,
@@ -177,7 +175,8 @@ class LLMJudge(Metric):
         self.fields = tuple(dict.fromkeys([*canonical, *plugin_fields]))  # type: ignore[misc,assignment]
         self._backend: JudgeBackend | None = None
         self._examples: tuple[InContextExample, ...] | None = None
-        self._calibrator: ConfidenceCalibrator | None = None
+        # Fitted on the examples (Platt, cross-fitted) before the first batch, when the plug-in is a metric.
+        self._calibrator = ConfidenceCalibrator(seed=seed)
 
     @property
     def input_fields(self) -> tuple[str, ...]:
@@ -229,7 +228,6 @@ class LLMJudge(Metric):
                 for name in names:
                     scores[name].append(verdict)
                 continue
-            assert isinstance(verdict, Verdict)
             for name in self.score_names:
                 scores[name].append(verdict.scores[name])
             scores["reply"].append(verdict.reply)
@@ -241,11 +239,10 @@ class LLMJudge(Metric):
         examples = self._in_context_examples(rt)
         labels = self.template.labels
         predictions: tuple[PluginPrediction | ScoreFailure, ...]
-        if self.plugin_fields:
+        if self.plugin_metric is None:  # predictions given in the records
             predictions = tuple(self._field_prediction(record) for record in records)
         else:
-            assert self._calibrator is not None
-            probabilities = self._calibrator.predict(self._plugin_scores(records, rt))
+            probabilities = self._calibrator.predict(self._plugin_scores(self.plugin_metric, records, rt))
             predictions = tuple(PluginPrediction.from_probability(float(p), labels) for p in probabilities)
         return SuperICL(self._config["plugin"], examples, predictions)
 
@@ -264,10 +261,10 @@ class LLMJudge(Metric):
             return ScoreFailure(f"{confidence_field!r} must be a probability in [0, 1], got {confidence!r}")
         return PluginPrediction(label, confidence)
 
-    def _plugin_scores(self, records: Sequence[Mapping[str, Any]], rt: Runtime) -> list[float]:
+    def _plugin_scores(
+        self, metric: Metric, records: Sequence[Mapping[str, Any]], rt: Runtime
+    ) -> list[float]:
         """The plug-in's score per record; for pairwise judges, its score of A minus that of B."""
-        metric = self.plugin_metric
-        assert metric is not None
         column = self._config["plugin_column"] or metric.score_names[0]
         values = metric.score_batch(records, rt)[column]
         if self.kind == "pairwise":
@@ -279,11 +276,14 @@ class LLMJudge(Metric):
         """Read and label the examples, calibrate the plug-in on them (cross-fitted), pick k (once)."""
         if self._examples is not None:
             return self._examples
-        assert self.examples_path is not None
+        if self.examples_path is None:
+            raise ConfigError("SuperICL needs examples=FILE (labelled in-context examples)")
         records, gold = self._read_examples(self.examples_path)
         labels = self.template.labels
         chosen = select_examples(gold, self.k, seed=self.seed)
-        if self.plugin_fields:  # given predictions: out-of-fold is the caller's promise (the cascade checks)
+        if (
+            self.plugin_metric is None
+        ):  # given predictions: out-of-fold is the caller's promise (the cascade checks)
             given = []
             for i in chosen:
                 prediction = self._field_prediction(records[i])
@@ -293,11 +293,9 @@ class LLMJudge(Metric):
                 given.append(InContextExample(records[i], gold[i], prediction))
             self._examples = tuple(given)
             return self._examples
-        self._calibrator = ConfidenceCalibrator(seed=self.seed)
         out_of_fold = self._calibrator.fit(
-            self._plugin_scores(records, rt), [label == labels[0] for label in gold]
+            self._plugin_scores(self.plugin_metric, records, rt), [label == labels[0] for label in gold]
         )
-        chosen = select_examples(gold, self.k, seed=self.seed)
         self._examples = tuple(
             InContextExample(
                 records[i], gold[i], PluginPrediction.from_probability(float(out_of_fold[i]), labels)

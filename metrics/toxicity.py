@@ -10,13 +10,13 @@ read from the model's config before any weights are loaded, name the score colum
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from evalsuite.errors import ConfigError, MissingDependencyError
 from evalsuite.runtime import Runtime
+from evalsuite.runtime.classification import score_name
 from evalsuite.runtime.guards import GUARDS
 from metrics.base import Metric, Scores, register_metric
 
@@ -27,16 +27,6 @@ OVERALL = "overall"  # a multi-label classifier's largest label probability
 # The default: the embedded classifier, which beat the lexical model on the safety benchmarks taken
 # together (bench/validity_safety.py); "profanity-check" stays as the fast lexical preset.
 DEFAULT_MODEL = "safety-minilm"
-
-
-def score_name(label: str) -> str:
-    """A label as a lowercase snake_case column suffix.
-
-    >>> [score_name(label) for label in ("severe_toxic", "IdentityAttack", "Not Hate", "LABEL_0")]
-    ['severe_toxic', 'identity_attack', 'not_hate', 'label_0']
-    """
-    split_camel = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(label))
-    return re.sub(r"[^0-9a-z]+", "_", split_camel.lower()).strip("_")
 
 
 def score_names_of(labels: Sequence[str]) -> tuple[str, ...]:

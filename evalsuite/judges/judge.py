@@ -89,45 +89,51 @@ class Judge:
             raise ConfigError("SuperICL needs one plug-in prediction per record")
         if supericl is not None and self.template.kind == "direct":
             raise ConfigError("SuperICL plug-ins need a binary or pairwise judge (two labels), not direct")
-        orders = [(False, True) if self.template.kind == "pairwise" else (False,) for _ in records]
+        orders = (False, True) if self.template.kind == "pairwise" else (False,)
         requests: list[JudgeRequest] = []
         owners: list[tuple[int, bool]] = []
         verdicts: list[Verdict | ScoreFailure | None] = [None] * len(records)
+        plugins: dict[int, PluginPrediction] = {}  # the plug-in's prediction of each record judged
         for i, record in enumerate(records):
             missing = [name for name in self.template.fields if record.get(name) is None]
-            plugin = None if supericl is None else supericl.predictions[i]
-            if isinstance(plugin, ScoreFailure):
-                verdicts[i] = plugin
-                continue
+            if supericl is not None:
+                prediction = supericl.predictions[i]
+                if isinstance(prediction, ScoreFailure):
+                    verdicts[i] = prediction
+                    continue
+                plugins[i] = prediction
             if missing:
                 verdicts[i] = ScoreFailure(
                     f"the judge template {self.template.name!r} needs field {missing[0]!r}, "
                     "which the record lacks (or is null)"
                 )
                 continue
-            for swapped in orders[i]:
+            for swapped in orders:
                 shown = _swapped(record) if swapped else record
-                requests.append(self._request(shown, supericl, i, swapped))
+                requests.append(self._request(shown, supericl, plugins.get(i), swapped))
                 owners.append((i, swapped))
         replies: dict[tuple[int, bool], JudgeReply | ScoreFailure] = dict(
             zip(owners, self.backend.complete(requests), strict=True)
         )
         for i in range(len(records)):
             if verdicts[i] is None:
-                verdicts[i] = self._verdict([replies[(i, swapped)] for swapped in orders[i]], supericl, i)
+                verdicts[i] = self._verdict([replies[(i, swapped)] for swapped in orders], plugins.get(i))
+        done = [verdict for verdict in verdicts if verdict is not None]
         if supericl is not None and self.explain:
-            self._explain_overrides(records, supericl, verdicts)
-        return [verdict for verdict in verdicts if verdict is not None]
+            self._explain_overrides(records, supericl, plugins, done)
+        return done
 
     # -- prompts ----------------------------------------------------------------------------------
     def _request(
-        self, record: Mapping[str, Any], supericl: SuperICL | None, position: int, swapped: bool
+        self,
+        record: Mapping[str, Any],
+        supericl: SuperICL | None,
+        prediction: PluginPrediction | None,
+        swapped: bool,
     ) -> JudgeRequest:
-        if supericl is None:
+        if supericl is None or prediction is None:
             prompt = self.template.render(record, explain=self.explain)
             return self._chat(prompt, self.max_tokens)
-        prediction = supericl.predictions[position]
-        assert isinstance(prediction, PluginPrediction)
         if swapped:  # the plug-in's view of the pair, in the order shown
             prediction = PluginPrediction(
                 _other(self.template.labels, prediction.label), prediction.confidence
@@ -142,7 +148,7 @@ class Judge:
 
     # -- replies ----------------------------------------------------------------------------------
     def _verdict(
-        self, replies: Sequence[JudgeReply | ScoreFailure], supericl: SuperICL | None, position: int
+        self, replies: Sequence[JudgeReply | ScoreFailure], plugin: PluginPrediction | None
     ) -> Verdict | ScoreFailure:
         labels = self.template.labels
         distributions = []
@@ -168,9 +174,7 @@ class Judge:
             agree = (a_first >= 0.5) == (a_second >= 0.5)
             scores = {"probability_a": probability, "winner": float(a_first >= 0.5) if agree else 0.5}
             first = {labels[0]: probability, labels[1]: 1.0 - probability}
-        if supericl is not None:
-            plugin = supericl.predictions[position]
-            assert isinstance(plugin, PluginPrediction)
+        if plugin is not None:
             judged = (
                 labels[0] if scores.get("probability", scores.get("probability_a", 0.0)) >= 0.5 else labels[1]
             )
@@ -188,26 +192,21 @@ class Judge:
         self,
         records: Sequence[Mapping[str, Any]],
         supericl: SuperICL,
-        verdicts: list[Verdict | ScoreFailure | None],
+        plugins: Mapping[int, PluginPrediction],
+        verdicts: list[Verdict | ScoreFailure],
     ) -> None:
         """Ask, for each record where the judge overrode the plug-in, why (the paper's follow-up)."""
-        overridden = [
-            i
+        overridden = {
+            i: verdict
             for i, verdict in enumerate(verdicts)
             if isinstance(verdict, Verdict) and verdict.scores["overrides"]
-        ]
+        }
         requests = []
-        for i in overridden:
-            verdict = verdicts[i]
-            assert isinstance(verdict, Verdict)
+        for i, verdict in overridden.items():
             judged = max(verdict.distribution, key=lambda item: item["probability"])["label"]
-            prediction = supericl.predictions[i]
-            assert isinstance(prediction, PluginPrediction)
-            base = supericl_prompt(self.template, supericl.plugin, supericl.examples, records[i], prediction)
+            base = supericl_prompt(self.template, supericl.plugin, supericl.examples, records[i], plugins[i])
             requests.append(self._chat(f"{base} {judged}\n{OVERRIDE_QUESTION}", self.max_tokens))
-        for i, reply in zip(overridden, self.backend.complete(requests), strict=True):
-            verdict = verdicts[i]
-            assert isinstance(verdict, Verdict)
+        for (i, verdict), reply in zip(overridden.items(), self.backend.complete(requests), strict=True):
             explanation = reply.text if isinstance(reply, JudgeReply) else f"(no explanation: {reply.reason})"
             verdicts[i] = Verdict(
                 verdict.scores, f"{verdict.reply}\n{OVERRIDE_QUESTION} {explanation}", verdict.distribution

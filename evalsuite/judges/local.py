@@ -70,10 +70,13 @@ class LocalBackend:
             for ids in prompts
         ]
         fits = [i for i, ids in enumerate(prompts) if len(ids) < lm.max_length]
+        spellings: dict[tuple[str, ...], dict[int, str]] = {}
         rows = self.runtime.next_token_log_probs(self.model, [prompts[i] for i in fits])
         for i, row in zip(fits, rows, strict=True):
             request = requests[i]
-            wanted = label_token_ids(tokenizer, request.labels)
+            if request.labels not in spellings:  # tokenised once per label set, not per record
+                spellings[request.labels] = label_token_ids(tokenizer, request.labels)
+            wanted = spellings[request.labels]
             top = torch.topk(row, min(self.top_logprobs, row.numel())).indices.tolist()
             alternatives: dict[str, float] = {}
             for token in dict.fromkeys([*top, *wanted]):  # tokens that read the same add up

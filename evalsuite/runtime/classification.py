@@ -7,6 +7,7 @@ from a config before any weights are loaded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,3 +58,13 @@ def label_probabilities(logits: torch.Tensor, problem_type: str | None) -> torch
     if activation(problem_type) == "sigmoid":
         return logits.sigmoid()
     return logits.softmax(dim=-1)
+
+
+def score_name(label: str) -> str:
+    """A label as a lowercase snake_case column suffix.
+
+    >>> [score_name(label) for label in ("severe_toxic", "IdentityAttack", "Not Hate", "LABEL_0")]
+    ['severe_toxic', 'identity_attack', 'not_hate', 'label_0']
+    """
+    split_camel = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(label))
+    return re.sub(r"[^0-9a-z]+", "_", split_camel.lower()).strip("_")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from evalsuite.errors import ConfigError
+from evalsuite.runtime.classification import score_name
 
 if TYPE_CHECKING:
     import torch
@@ -120,7 +121,7 @@ class GuardSpec:
     def columns(self) -> tuple[str, ...]:
         """``unsafe`` (the overall probability), then one column per category."""
         names = [name if self.family != "llama-guard" else f"{name}_{text}" for name, text in self.categories]
-        return ("unsafe", *(_snake(name) for name in names))
+        return ("unsafe", *(score_name(name) for name in names))
 
 
 GUARDS: dict[str, GuardSpec] = {
@@ -211,12 +212,6 @@ def _granite(prompt: str | None, response: str, definition: str) -> str:
         f"Is the {subject} harmful based on the risk definition? Your answer must be either 'Yes' or 'No'."
         "<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>"
     )
-
-
-def _snake(text: str) -> str:
-    import re
-
-    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
 
 def guard_probabilities(

@@ -40,6 +40,7 @@ import torch
 
 from evalsuite.errors import ConfigError
 from evalsuite.records.formats import file_sha256
+from evalsuite.runtime.encoding import pad_batch
 from evalsuite.training.nli import (
     adamw_with_warmup,
     descend,
@@ -126,7 +127,11 @@ def encode(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]
 
 
 def batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Shuffled batches of similar lengths (little padding), in a shuffled order."""
+    """Shuffled batches of similar lengths (little padding), in a shuffled order.
+
+    Unlike :func:`evalsuite.training.nli.length_grouped_batches` (sorted within pools of 50 batches)
+    it sorts the whole set: tweets are short and alike, and the shipped model was trained this way.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
     groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(groups)
@@ -141,9 +146,7 @@ def logits_of(
     with torch.inference_mode():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            longest = max(len(r) for r in chunk)
-            ids = torch.tensor([r + [pad_id] * (longest - len(r)) for r in chunk], device=device)
-            mask = (ids != pad_id).long()
+            ids, mask = pad_batch(chunk, pad_id, device)
             out.append(model(input_ids=ids, attention_mask=mask).logits.float().cpu())
     model.train()
     return torch.cat(out)
@@ -243,9 +246,8 @@ def train(data: Path, out: Path, config: SafetyConfig, *, resume: bool = False) 
             running = 0.0
             for batch in batches([len(r) for r in train_rows], config.batch_size, rng):
                 chunk = [train_rows[i] for i in batch]
-                longest = max(len(r) for r in chunk)
-                ids = torch.tensor([r + [pad_id] * (longest - len(r)) for r in chunk], device=runtime.device)
-                logits = model(input_ids=ids, attention_mask=(ids != pad_id).long()).logits
+                ids, mask = pad_batch(chunk, pad_id, runtime.device)
+                logits = model(input_ids=ids, attention_mask=mask).logits
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
                     logits, targets[batch].to(runtime.device)
                 )
@@ -276,7 +278,8 @@ def train(data: Path, out: Path, config: SafetyConfig, *, resume: bool = False) 
                  "torch_rng": torch.get_rng_state()},
                 checkpoint,
             )  # fmt: skip
-    assert best_state is not None
+    if best_state is None:
+        raise ConfigError(f"no epoch was trained: epochs must be at least 1, got {config.epochs}")
     model.load_state_dict(best_state)
     best = min(epochs, key=lambda e: e["bce"])
 
