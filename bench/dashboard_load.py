@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from dashboards import APP, data
-from evalsuite.results import Results
+from evalsuite.results import Results, histogram
 
 SENTENCES = [
     "Water boils at 100 degrees Celsius at sea level.",
@@ -224,7 +224,7 @@ def main() -> None:
         )
         rows.append(("first page: 50 rows, sorted by bertscore_f1", seconds))
         seconds, _ = best_of(
-            args.repeat, lambda: [data.histogram(filtered, column, bins=30) for column in run.score_columns]
+            args.repeat, lambda: [histogram(filtered, column, bins=30) for column in run.score_columns]
         )
         rows.append((f"histograms: {len(run.score_columns)} score columns, filtered", seconds))
         seconds, csv = best_of(args.repeat, lambda: data.export_bytes(filtered, "csv"))

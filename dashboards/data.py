@@ -24,9 +24,9 @@ from typing import Any, Literal
 import polars as pl
 
 from evalsuite.errors import ConfigError, EvalsuiteError
-from evalsuite.manifest import MetricEntry, RunManifest, manifest_path, metric_of_column
+from evalsuite.manifest import RunManifest, manifest_path
 from evalsuite.records import CANONICAL_FIELDS, write_table
-from evalsuite.results import LazyResults, scan_results
+from evalsuite.results import LazyResults, MetricInfo, scan_results
 
 RESULT_SUFFIXES = (".parquet", ".jsonl", ".csv")
 # Canonical text fields, in the order a person reads a record.
@@ -37,19 +37,6 @@ SEARCH_FIELDS = ("id", "prompt", "prediction")
 MAX_CATEGORY_VALUES = 200
 PATHS_ENV = "EVALSUITE_DASHBOARD_PATHS"
 ExportFormat = Literal["csv", "parquet"]
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """One metric of a run, from its manifest (or inferred from the score columns when there is none)."""
-
-    name: str
-    columns: tuple[str, ...]
-    detail_columns: tuple[str, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=dict)
-    config_hash: str = ""
-    higher_is_better: bool = True
-    models: tuple[str, ...] = ()
 
 
 @dataclass
@@ -177,7 +164,7 @@ def open_run(path: str | os.PathLike[str], *, label: str | None = None) -> Run:
     """Open one result file as a :class:`Run`."""
     results = scan_results(path)
     schema = results.table.collect_schema()
-    metrics = _metrics_of(results)
+    metrics = results.metrics
     details = {column for metric in metrics for column in metric.detail_columns}
     canonical = set(CANONICAL_FIELDS)
     metadata = [
@@ -187,53 +174,6 @@ def open_run(path: str | os.PathLike[str], *, label: str | None = None) -> Run:
     ]
     texts = [name for name in TEXT_FIELDS if name in schema.names()]
     return Run(label or Path(path).name, results, metrics, metadata, texts)
-
-
-def _metrics_of(results: LazyResults) -> list[MetricInfo]:
-    manifest = results.run_manifest
-    names = manifest.metric_names
-    columns_of: dict[str, list[str]] = {name: [] for name in names}
-    orphans: dict[str, list[str]] = {}
-    for column in results.score_columns:
-        owner = metric_of_column(column, names)
-        if owner is None:
-            # No manifest (or a column it does not name): group by the prefix before the last "_".
-            owner = column.rsplit("_", 1)[0] if "_" in column else column
-            orphans.setdefault(owner, []).append(column)
-        else:
-            columns_of[owner].append(column)
-    schema = results.table.collect_schema()
-    # Evidence columns: as the manifest lists them, else the nested columns named after the metric.
-    nested = [name for name, dtype in schema.items() if dtype.is_nested() and name not in CANONICAL_FIELDS]
-
-    def details_of(entry: MetricEntry) -> tuple[str, ...]:
-        if entry.detail_columns is not None:
-            return tuple(c for c in entry.detail_columns if c in schema)
-        return tuple(c for c in nested if metric_of_column(c, names) == entry.name)
-
-    metrics = [
-        MetricInfo(
-            name=entry.name,
-            columns=tuple(columns_of[entry.name]),
-            detail_columns=details_of(entry),
-            config=dict(entry.config),
-            config_hash=entry.config_hash or "",
-            higher_is_better=_direction(entry, columns_of[entry.name], results.higher_is_better),
-            models=tuple(entry.models or ()),
-        )
-        for entry in manifest.metrics
-    ]
-    metrics += [
-        MetricInfo(name, tuple(columns), higher_is_better=results.higher_is_better.get(columns[0], True))
-        for name, columns in orphans.items()
-    ]
-    return metrics
-
-
-def _direction(entry: MetricEntry, columns: Sequence[str], directions: Mapping[str, bool]) -> bool:
-    if entry.higher_is_better is not None:
-        return entry.higher_is_better
-    return directions.get(columns[0], True) if columns else True
 
 
 def unique_labels(paths: Sequence[Path]) -> dict[Path, str]:
@@ -399,38 +339,6 @@ def record(run: Run, record_id: Any, id_column: str = "id") -> dict[str, Any] | 
         return None
     rows = run.table.filter(pl.col(id_column).cast(pl.String) == str(record_id)).head(1).collect()
     return rows.row(0, named=True) if rows.height else None
-
-
-def histogram(
-    lazy: pl.LazyFrame, column: str, *, bins: int = 30, bounds: tuple[float, float] | None = None
-) -> pl.DataFrame:
-    """Counts of ``column`` in ``bins`` equal-width bins over ``bounds`` (default: the data's range):
-    columns ``start, end, count``; values outside the bounds are left out."""
-    values = pl.col(column).fill_nan(None)
-    if bounds is None:
-        row = lazy.select(values.min().alias("low"), values.max().alias("high")).collect().row(0)
-        if row[0] is None:
-            return pl.DataFrame(schema={"start": pl.Float64, "end": pl.Float64, "count": pl.Int64})
-        bounds = (float(row[0]), float(row[1]))
-    low, high = bounds
-    if high <= low:  # one distinct value: a single bin around it
-        low, high, bins = low - 0.5, high + 0.5, 1
-    width = (high - low) / bins
-    counts = (
-        lazy.select(values.alias("value"))
-        .drop_nulls()
-        .filter(pl.col("value").is_between(low, high))
-        .select(((pl.col("value") - low) / width).floor().clip(0, bins - 1).cast(pl.Int64).alias("bin"))
-        .group_by("bin")
-        .len("count")
-        .collect()
-    )
-    frame = pl.DataFrame({"bin": list(range(bins))}).join(counts, on="bin", how="left").fill_null(0)
-    return frame.select(
-        (low + pl.col("bin") * width).alias("start"),
-        (low + (pl.col("bin") + 1) * width).alias("end"),
-        pl.col("count").cast(pl.Int64),
-    )
 
 
 def describe_scores(lazy: pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:

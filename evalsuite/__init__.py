@@ -33,6 +33,8 @@ _EXPORTS = {
     "ResumeError": "evalsuite.errors",
     "Client": "evalsuite.client",
     "ServiceError": "evalsuite.client",
+    "log_to_mlflow": "evalsuite.integrations.mlflow",
+    "write_report": "evalsuite.report",
 }
 
 __all__ = [
@@ -52,8 +54,10 @@ __all__ = [
     "__version__",
     "list_metrics",
     "load_metric",
+    "log_to_mlflow",
     "register_metric",
     "score",
+    "write_report",
 ]
 
 if TYPE_CHECKING:
@@ -69,7 +73,9 @@ if TYPE_CHECKING:
         ThresholdError,
         UnknownMetricError,
     )
+    from evalsuite.integrations.mlflow import log_to_mlflow
     from evalsuite.registry import Metric, list_metrics, load_metric, register_metric
+    from evalsuite.report import write_report
     from evalsuite.results import Results
 
 

@@ -11,6 +11,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import ui
+from evalsuite.report.format import difference, interval, p_value
 
 st.title("Compare two runs")
 runs = ui.runs_or_stop()
@@ -135,7 +136,7 @@ with chart_right:
     row = table.filter(pl.col("score") == column).row(0, named=True)
     st.metric(
         f"{column} (B − A)",
-        f"{row['diff']:+.4f}" if row["diff"] is not None else "–",
+        difference(row["diff"]),
         delta=row["verdict"],
         delta_color="off"
         if row["verdict"] == "not significant"
@@ -144,8 +145,8 @@ with chart_right:
     )
     st.caption(
         f"{'↑ higher' if higher else '↓ lower'} is better · 95% CI "
-        + (f"{row['ci_low']:+.4f} to {row['ci_high']:+.4f}" if row["ci_low"] is not None else "–")
-        + (f" · p = {row['p_value']:.3g}" if row["p_value"] is not None else "")
+        + interval(row["ci_low"], row["ci_high"], signed=True)
+        + (f" · p = {p_value(row['p_value'])}" if row["p_value"] is not None else "")
     )
     st.markdown(f"**{row['wins']}** wins · **{row['ties']}** ties · **{row['losses']}** losses")
 

@@ -7,6 +7,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import data, ui
+from evalsuite.results import histogram
 
 st.title("Distributions")
 runs = ui.runs_or_stop()
@@ -42,7 +43,7 @@ for metric in run.metrics:
     columns = st.columns(min(len(metric.columns), 3))
     for index, column in enumerate(metric.columns):
         with columns[index % len(columns)]:
-            counts = data.histogram(lazy, column, bins=bins, bounds=bounds.get(column))
+            counts = histogram(lazy, column, bins=bins, bounds=bounds.get(column))
             row = stats.filter(pl.col("score") == column).row(0, named=True)
             if not row["n"]:
                 st.markdown(f"**{column}**")

@@ -19,6 +19,7 @@ from evalsuite.cli.factuality_fit import factuality_fit_command
 from evalsuite.cli.generate import generate_command
 from evalsuite.cli.nli_eval import nli_eval_command
 from evalsuite.cli.proxy import proxy_app
+from evalsuite.cli.report import report_command
 from evalsuite.cli.score import _score_engine as _score_engine  # the Ray engine tests reach it here
 from evalsuite.cli.score import score_command
 from evalsuite.cli_common import EvalsuiteGroup
@@ -42,6 +43,7 @@ app.command("models")(list_models_command)
 app.command("nli-eval")(nli_eval_command)
 app.command("factuality-fit")(factuality_fit_command)
 app.command("compare")(compare_command)
+app.command("report")(report_command)
 app.command("dashboard")(dashboard_command)
 # Command groups; `serve` lives beside the service it starts.
 app.command("generate")(generate_command)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from evalsuite.cli.render import comparison_table
 from evalsuite.cli_common import THRESHOLD_FAILED, console, err_console, exit_on_error
+from evalsuite.report.format import difference, number
 
 
 def compare_command(
@@ -75,7 +76,7 @@ def compare_command(
             changes = comparison.changes(column).filter(pl.col("improvement") < 0).head(worst)
             for row in changes.iter_rows(named=True):
                 table.add_row(
-                    column, str(row["id"]), f"{row['a']:.4f}", f"{row['b']:.4f}", f"{row['diff']:+.4f}"
+                    column, str(row["id"]), number(row["a"]), number(row["b"]), difference(row["diff"])
                 )
         if table.row_count:
             out.print(table)

@@ -9,6 +9,8 @@ from rich.progress import ProgressColumn, Task
 from rich.table import Table
 from rich.text import Text
 
+from evalsuite.report.format import difference, interval, number, p_value
+
 
 class RateColumn(ProgressColumn):
     """Records per second (rich's own speed column is for bytes)."""
@@ -24,20 +26,16 @@ def summary_table(summary: Any) -> Table:
     for name in ("score", "mean", "std", "95% CI", "n", "errors"):
         table.add_column(name, justify="left" if name == "score" else "right")
 
-    def number(value: float | None) -> str:
-        return "–" if value is None else f"{value:.4f}"
-
     for row in summary.iter_rows(named=True):
-        interval = "–" if row["ci_low"] is None else f"{row['ci_low']:.4f}–{row['ci_high']:.4f}"
         table.add_row(
-            row["score"], number(row["mean"]), number(row["std"]), interval, str(row["n"]), str(row["errors"])
+            row["score"],
+            number(row["mean"]),
+            number(row["std"]),
+            interval(row["ci_low"], row["ci_high"]),
+            str(row["n"]),
+            str(row["errors"]),
         )
     return table
-
-
-def format_difference(value: float | None) -> str:
-    """A signed difference as ``compare`` prints it (and the dashboard shows it): ``+0.0123``."""
-    return "–" if value is None else f"{value:+.4f}"
 
 
 def comparison_table(comparison: Any, run_a: Path, run_b: Path) -> Table:
@@ -49,22 +47,16 @@ def comparison_table(comparison: Any, run_a: Path, run_b: Path) -> Table:
         table.columns[6].header = f"{comparison.confidence * 100:g}% CI"
     colors = {"better": "green", "worse": "red"}
     for row in comparison.table.iter_rows(named=True):
-        mean = "–" if row["mean_a"] is None else None
-        interval = (
-            "–"
-            if row["ci_low"] is None
-            else f"{format_difference(row['ci_low'])} – {format_difference(row['ci_high'])}"
-        )
         verdict = row["verdict"]
         table.add_row(
             row["score"],
             "↑" if row["higher_is_better"] else "↓",
             str(row["n"]),
-            mean or f"{row['mean_a']:.4f}",
-            mean or f"{row['mean_b']:.4f}",
-            format_difference(row["diff"]),
-            interval,
-            "–" if row["p_value"] is None else f"{row['p_value']:.3g}",
+            number(row["mean_a"]),
+            number(row["mean_b"]),
+            difference(row["diff"]),
+            interval(row["ci_low"], row["ci_high"], signed=True),
+            p_value(row["p_value"]),
             f"{row['wins']}/{row['ties']}/{row['losses']}",
             f"[{colors[verdict]}]{verdict}[/]" if verdict in colors else verdict,
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from evalsuite._validation import check_choice
 from evalsuite.cli.render import RateColumn, summary_table
@@ -24,7 +25,7 @@ from evalsuite.cli_common import (
     exit_on_error,
     progress_bar,
 )
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, EvalsuiteError
 
 if TYPE_CHECKING:
     from evalsuite.api import Engine
@@ -115,6 +116,19 @@ def score_command(
         float,
         typer.Option(help="--engine ray: GPUs each worker gets from Ray (0: CPU only; 0.5: two per GPU)."),
     ] = 0.0,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Log the run to MLflow: summary as metrics, configs and model hashes as params/tags, the "
+            "result file, manifest and an HTML report as artifacts (the mlflow extra). Tracking URI: "
+            "$MLFLOW_TRACKING_URI, else ./mlruns.",
+        ),
+    ] = False,
+    mlflow_experiment: Annotated[
+        str | None,
+        typer.Option(help="MLflow experiment to log the run to (default: evalsuite); implies --mlflow."),
+    ] = None,
 ) -> None:
     """Score a file with one or more metrics, resumably, and print the summary.
 
@@ -130,6 +144,11 @@ def score_command(
         fields = parse_field_mapping(field or [])
         check_choice("--on-error", on_error, ("fail", "skip"))
         run_engine = _score_engine(engine, ray_address, workers, gpus_per_worker)
+        use_mlflow = mlflow or mlflow_experiment is not None
+        if use_mlflow:  # before scoring: a missing extra should not cost a whole run first
+            from evalsuite.integrations.mlflow import require_mlflow
+
+            require_mlflow("--mlflow")
         metrics = [load_metric(name, **config) for name, config in map(parse_metric_spec, metric)]
         out = output or default_output(source, "scores")
         scorer = Scorer(
@@ -174,10 +193,53 @@ def score_command(
     truncated = sum(run.run_manifest.truncated_texts.values())
     if truncated:
         console.print(f"[yellow]{truncated} texts were truncated to the model's limit.[/]")
+    if use_mlflow:  # before the thresholds, so a run that fails them is logged too
+        log_run_to_mlflow(run.output, mlflow_experiment)
     failures = run.results.check_thresholds(thresholds) if thresholds else []
     if failures:
         err_console.print("[bold red]thresholds not met:[/]\n" + "\n".join(failures), highlight=False)
         raise typer.Exit(THRESHOLD_FAILED)
+
+
+def log_run_to_mlflow(output: Path, experiment: str | None) -> None:
+    """Log a scored run to MLflow with an HTML report beside it; a failure is a warning, never the run's."""
+    from evalsuite.integrations.mlflow import DEFAULT_EXPERIMENT, log_to_mlflow, resolve_tracking_uri
+
+    experiment = experiment or DEFAULT_EXPERIMENT
+    report = _render_report(output)
+    uri = resolve_tracking_uri()
+    try:
+        with err_console.status(f"logging the run to MLflow at {escape(uri)}", spinner="dots"):
+            run_id = log_to_mlflow(output, experiment=experiment, report=report)
+    except EvalsuiteError as error:  # MlflowLoggingError: the message names the call that logs it again
+        _warn(f"the run was not logged to MLflow: {error}")
+        return
+    console.print(
+        (f"report: {report}\n" if report else "")
+        + f"mlflow: run {run_id} in experiment {experiment!r} at {uri}",
+        highlight=False,
+        soft_wrap=True,  # the URI stays whole, to copy
+    )
+
+
+def _render_report(output: Path) -> Path | None:
+    """The HTML report of ``output`` written beside it (``answers.scores.report.html``); None when it cannot be."""
+    from evalsuite.manifest import sibling_path
+
+    try:
+        from evalsuite.report import write_report
+
+        report: Path = write_report(output, sibling_path(output, ".report.html"))
+    except (ImportError, EvalsuiteError, OSError) as error:  # MissingDependencyError is an ImportError too
+        _warn(
+            f"no HTML report to log to MLflow ({type(error).__name__}: {error}); logging the run without it"
+        )
+        return None
+    return report
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _score_engine(

@@ -61,6 +61,7 @@ from evalsuite.manifest.model import (
     SummaryRow,
     manifest_path,
     read_manifest,
+    sibling_path,
     timestamp,
     write_manifest,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "metric_of_column",
     "read_manifest",
     "score_columns_of",
+    "sibling_path",
     "timestamp",
     "write_manifest",
 ]

@@ -278,14 +278,27 @@ def manifest_path(path: str | os.PathLike[str]) -> pathlib.Path:
     result = pathlib.Path(path)
     if result.name.endswith(MANIFEST_SUFFIX):
         return result
+    return sibling_path(result, MANIFEST_SUFFIX)
+
+
+def sibling_path(path: str | os.PathLike[str], suffix: str) -> pathlib.Path:
+    """A file beside a result file, named by its stem and ``suffix`` (the result suffix is replaced).
+
+    The rule :func:`manifest_path` names the manifest by; ``.jsonl.gz`` counts as one suffix.
+
+    Example:
+        >>> sibling_path("out/answers.scores.jsonl", ".report.html").as_posix()
+        'out/answers.scores.report.html'
+    """
+    result = pathlib.Path(path)
     stem = result.name
-    for suffix in _RESULT_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
+    for result_suffix in _RESULT_SUFFIXES:
+        if stem.lower().endswith(result_suffix):
+            stem = stem[: -len(result_suffix)]
             break
     else:
         stem = result.stem
-    return result.with_name(stem + MANIFEST_SUFFIX)
+    return result.with_name(stem + suffix)
 
 
 def write_manifest(path: str | os.PathLike[str], manifest: ManifestLike) -> pathlib.Path:

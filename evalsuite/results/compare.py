@@ -137,6 +137,12 @@ def compare(
         sides.append(side)
     paired = sides[0].join(sides[1], on=id_column, how="inner", maintain_order="left")
     only_in_a, only_in_b = sides[0].height - paired.height, sides[1].height - paired.height
+    if paired.height == 0:
+        examples = [", ".join(map(repr, side[id_column].head(3).to_list())) or "none" for side in sides]
+        raise ConfigError(
+            f"runs A and B have no record {id_column} in common (A has {sides[0].height} records, e.g. "
+            f"{examples[0]}; B has {sides[1].height}, e.g. {examples[1]}): were they scored on the same input?"
+        )
     manifest_a, manifest_b = a.run_manifest, b.run_manifest
     directions = {
         **higher_is_better_of(manifest_a, columns),

@@ -13,6 +13,7 @@ import polars as pl
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import RunManifest, higher_is_better_of, manifest_path, score_columns_of
 from evalsuite.results.files import format_of, read_errors_file
+from evalsuite.results.metrics import MetricInfo, metrics_of
 from evalsuite.results.stats import SUMMARY_SCHEMA, summarize
 from evalsuite.results.table import Results
 
@@ -45,6 +46,11 @@ class LazyResults:
     def run_manifest(self) -> RunManifest:
         """The manifest, typed and validated."""
         return RunManifest.coerce(self.manifest, where=f"manifest of {str(self.path)!r}")
+
+    @cached_property
+    def metrics(self) -> list[MetricInfo]:
+        """The run's metrics: their score and evidence columns, direction and config (:func:`metrics_of`)."""
+        return metrics_of(self)
 
     @property
     def columns(self) -> list[str]:

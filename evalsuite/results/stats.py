@@ -17,7 +17,7 @@ from evalsuite.results.checks import check_columns, check_confidence
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["SUMMARY_SCHEMA", "bootstrap_ci", "paired_test", "present_values", "summarize"]
+__all__ = ["SUMMARY_SCHEMA", "bootstrap_ci", "histogram", "paired_test", "present_values", "summarize"]
 
 # Upper bound on resampled values held in memory at once (8 bytes each), so a 100k-record column
 # does not allocate n_resamples * n floats in one go.
@@ -162,3 +162,38 @@ def present_values(series: pl.Series) -> np.ndarray:
 
     data = series.drop_nulls().cast(pl.Float64).to_numpy()
     return data[~np.isnan(data)]
+
+
+def histogram(
+    lazy: pl.LazyFrame, column: str, *, bins: int = 30, bounds: tuple[float, float] | None = None
+) -> pl.DataFrame:
+    """Counts of ``column`` in ``bins`` equal-width bins over ``bounds`` (default: the data's range):
+    columns ``start, end, count``; values outside the bounds are left out.
+
+    Only the counts are collected, so a chart of a 100,000-record run embeds ``bins`` rows.
+    """
+    values = pl.col(column).fill_nan(None)
+    if bounds is None:
+        row = lazy.select(values.min().alias("low"), values.max().alias("high")).collect().row(0)
+        if row[0] is None:
+            return pl.DataFrame(schema={"start": pl.Float64, "end": pl.Float64, "count": pl.Int64})
+        bounds = (float(row[0]), float(row[1]))
+    low, high = bounds
+    if high <= low:  # one distinct value: a single bin around it
+        low, high, bins = low - 0.5, high + 0.5, 1
+    width = (high - low) / bins
+    counts = (
+        lazy.select(values.alias("value"))
+        .drop_nulls()
+        .filter(pl.col("value").is_between(low, high))
+        .select(((pl.col("value") - low) / width).floor().clip(0, bins - 1).cast(pl.Int64).alias("bin"))
+        .group_by("bin")
+        .len("count")
+        .collect()
+    )
+    frame = pl.DataFrame({"bin": list(range(bins))}).join(counts, on="bin", how="left").fill_null(0)
+    return frame.select(
+        (low + pl.col("bin") * width).alias("start"),
+        (low + (pl.col("bin") + 1) * width).alias("end"),
+        pl.col("count").cast(pl.Int64),
+    )

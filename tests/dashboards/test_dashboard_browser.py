@@ -20,19 +20,13 @@ import pytest
 
 from dashboards.server import free_port
 from evalsuite.results import compare, scan_results
-
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).parents[2]
+from tests.browser import CHROMIUM, REPO, needs_chromium, playwright_api
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.model,  # the record explorer's BERTScore heatmap loads the packaged MiniLM
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium; .ci/run installs it)",
-    ),
+    needs_chromium,
 ]
-playwright_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the dev extra)")
 expect = playwright_api.expect
 # Streamlit draws a page piece by piece; on a loaded CI machine charts can lag the script by seconds,
 # so visible content is awaited (Playwright's auto-retrying expect), never sampled once.

@@ -13,7 +13,7 @@ import pytest
 
 from dashboards import data
 from evalsuite.errors import ConfigError
-from evalsuite.results import Results
+from evalsuite.results import Results, histogram
 
 
 def test_discover_files_directories_and_manifests(run_factory: Callable[..., Path], tmp_path: Path) -> None:
@@ -173,16 +173,16 @@ def test_record_lookup(run_factory: Callable[..., Path]) -> None:
 
 def test_histogram_counts_every_value_once(run_factory: Callable[..., Path]) -> None:
     run = data.open_run(run_factory("a.parquet", n=24))
-    counts = data.histogram(run.table, "bertscore_f1", bins=7)
+    counts = histogram(run.table, "bertscore_f1", bins=7)
     assert counts.height == 7
     assert counts["count"].sum() == 24
     assert counts["start"][0] == pytest.approx(run.table.collect()["bertscore_f1"].min())
-    constant = data.histogram(run.table, "semantic_entropy_clusters", bins=10)
+    constant = histogram(run.table, "semantic_entropy_clusters", bins=10)
     assert constant.height == 1
     assert constant["count"][0] == 24
-    bounded = data.histogram(run.table, "bertscore_f1", bins=4, bounds=(0.0, 0.7))
+    bounded = histogram(run.table, "bertscore_f1", bins=4, bounds=(0.0, 0.7))
     assert bounded["count"].sum() == run.table.filter(pl.col("bertscore_f1") <= 0.7).collect().height
-    empty = data.histogram(run.table.filter(pl.lit(False)), "bertscore_f1")
+    empty = histogram(run.table.filter(pl.lit(False)), "bertscore_f1")
     assert empty.height == 0
 
 

@@ -109,11 +109,12 @@ def test_identical_runs_and_no_pairs() -> None:
     row = compare(a, a).table.row(0, named=True)
     assert (row["diff"], row["ci_low"], row["ci_high"], row["p_value"]) == (0.0, 0.0, 0.0, 1.0)
     assert (row["ties"], row["verdict"]) == (3, "not significant")
+    # No id in common: nothing to pair is an error naming examples of both sides' ids, not a table of blanks.
     nobody = _run({"m_s": [0.5]}, ids=["other"])
-    empty = compare(a, nobody).table.row(0, named=True)
-    assert empty["n"] == 0
-    assert empty["diff"] is None
-    assert empty["p_value"] is None
+    with pytest.raises(
+        ConfigError, match=r"no record id in common \(A has 3 records, e.g. 'r0', 'r1', 'r2'; B has 1"
+    ):
+        compare(a, nobody)
 
 
 def test_tie_tolerance() -> None:
