@@ -34,7 +34,7 @@ def histogram_spec(column: str, counts: pl.DataFrame, *, mean: float | None = No
         alt.Chart(alt.Data(values=counts.to_dicts()))
         .mark_bar(opacity=0.55 if len(runs) > 1 else 0.85, binSpacing=0)
         .encode(
-            x=alt.X("start:Q", bin="binned", title=column),
+            x=alt.X("start:Q", bin="binned", title=column, axis=alt.Axis(labelOverlap="greedy", tickCount=6)),
             x2="end:Q",
             y=alt.Y("count:Q", stack=None, title="records"),
             color=alt.Color(

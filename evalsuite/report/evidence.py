@@ -279,7 +279,8 @@ def sentence_caption(metric_name: str) -> str:
 
 
 def _caption(text: str) -> str:
-    return f'<div class="caption">{html.escape(text)}</div>'
+    # Styled inline: the dashboard draws this HTML without the report's stylesheet.
+    return f'<div class="caption" style="color:#6b7280;font-size:0.85em">{html.escape(text)}</div>'
 
 
 @static_evidence(*_SENTENCE_CAPTIONS)
