@@ -114,6 +114,11 @@ def print_error(error: BaseException | str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
 
 
+def print_warning(message: object) -> None:
+    """``warning: <message>`` on stderr, escaped like :func:`print_error`."""
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def exit_on_error() -> Iterator[None]:
     """Turn errors raised inside into a printed line and the matching exit code (see the module doc)."""
@@ -159,7 +164,7 @@ def warnings_as_lines() -> Iterator[None]:
     ``warning:`` line each, not as Python's two-line source listing."""
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        print_warning(message)
 
     with warnings.catch_warnings():
         for category in (UserWarning, RuntimeWarning):

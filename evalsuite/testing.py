@@ -160,7 +160,8 @@ class FakeChatServer:
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start the server first (use it as a context manager)"
+        if self._server is None:
+            raise RuntimeError("start the server first (use FakeChatServer as a context manager)")
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def __enter__(self) -> FakeChatServer:

@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from evalsuite.cli.render import comparison_table
-from evalsuite.cli_common import THRESHOLD_FAILED, console, err_console, exit_on_error
+from evalsuite.cli_common import THRESHOLD_FAILED, console, err_console, exit_on_error, print_warning
 from evalsuite.report.format import difference, number
 
 
@@ -58,7 +57,7 @@ def compare_command(
         )
 
     for line in comparison.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        print_warning(line)
     # The table is wider than the 80 columns rich assumes off a terminal (CI logs): never squeeze it.
     out = console if console.is_terminal else Console(width=max(console.width, 160))
     out.print(comparison_table(comparison, run_a, run_b))

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from evalsuite.cli_common import console, err_console, exit_on_error
+from evalsuite.cli_common import console, err_console, exit_on_error, print_warning
 
 
 def dashboard_command(
@@ -31,7 +30,7 @@ def dashboard_command(
         check_dependencies()
         files, problems = find_runs(paths)
     for problem in problems:
-        err_console.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        print_warning(problem)
     console.print(f"{len(files)} run{'s' if len(files) != 1 else ''} found.", highlight=False)
     with exit_on_error():
         code = serve(

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from evalsuite.cli_common import console, err_console, exit_on_error
+from evalsuite.cli_common import console, err_console, exit_on_error, print_warning
 from evalsuite.manifest import sibling_path
 
 
@@ -60,7 +59,7 @@ def report_command(
     configs) are warnings printed here and shown in the report. Exit codes: 0 written, 2 a usage error
     (a missing or unreadable file, a missing extra).
     """
-    from evalsuite.report import build_report, render_html, render_markdown, report_format, save_report
+    from evalsuite.report import build_report, render, report_format, save_report
 
     to_stdout = output is not None and str(output) == "-"
     with exit_on_error():
@@ -78,9 +77,9 @@ def report_command(
                 step=status.update,
             )
             status.update(f"rendering {chosen}")
-            text = render_html(report) if chosen == "html" else render_markdown(report)
+            text = render(report, chosen)
     for line in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        print_warning(line)
     if to_stdout:
         sys.stdout.write(text)
         return

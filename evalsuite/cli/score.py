@@ -23,6 +23,7 @@ from evalsuite.cli_common import (
     default_output,
     err_console,
     exit_on_error,
+    print_warning,
     progress_bar,
 )
 from evalsuite.errors import ConfigError, EvalsuiteError
@@ -212,7 +213,7 @@ def log_run_to_mlflow(output: Path, experiment: str | None) -> None:
         with err_console.status(f"logging the run to MLflow at {escape(uri)}", spinner="dots"):
             run_id = log_to_mlflow(output, experiment=experiment, report=report)
     except EvalsuiteError as error:  # MlflowLoggingError: the message names the call that logs it again
-        _warn(f"the run was not logged to MLflow: {error}")
+        print_warning(f"the run was not logged to MLflow: {error}")
         return
     console.print(
         (f"report: {report}\n" if report else "")
@@ -231,15 +232,11 @@ def _render_report(output: Path) -> Path | None:
 
         report: Path = write_report(output, sibling_path(output, ".report.html"))
     except (ImportError, EvalsuiteError, OSError) as error:  # MissingDependencyError is an ImportError too
-        _warn(
+        print_warning(
             f"no HTML report to log to MLflow ({type(error).__name__}: {error}); logging the run without it"
         )
         return None
     return report
-
-
-def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _score_engine(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from evalsuite.errors import ConfigError
 from evalsuite.report.content import Report, build_report
+from evalsuite.report.html import render_html
 from evalsuite.report.markdown import GITHUB_COMMENT_LIMIT, render_markdown
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Report",
     "ReportFormat",
     "build_report",
+    "render",
     "render_html",
     "render_markdown",
     "report_format",
@@ -40,13 +42,6 @@ _SUFFIXES: dict[str, ReportFormat] = {
     ".md": "markdown",
     ".markdown": "markdown",
 }
-
-
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML page (see :mod:`evalsuite.report.html`; the report extra)."""
-    from evalsuite.report.html import render_html as render
-
-    return render(report)
 
 
 def report_format(output: str | os.PathLike[str] | None, fmt: str | None) -> ReportFormat:
@@ -76,8 +71,12 @@ def write_report(
     chosen = report_format(output, fmt)
     limit = options.pop("limit", GITHUB_COMMENT_LIMIT)
     report = build_report(run, versus=versus, **options)
-    text = render_html(report) if chosen == "html" else render_markdown(report, limit=limit)
-    return save_report(text, output)
+    return save_report(render(report, chosen, limit=limit), output)
+
+
+def render(report: Report, fmt: ReportFormat, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+    """The report as HTML (the report extra) or as markdown of at most ``limit`` characters."""
+    return render_html(report) if fmt == "html" else render_markdown(report, limit=limit)
 
 
 def save_report(text: str, output: str | os.PathLike[str]) -> Path:

@@ -117,9 +117,11 @@ def build_report(
     Problems that leave the report meaningful (no manifest, no common ids, different configs) become
     :attr:`Report.warnings`; a file that cannot be read raises :class:`ConfigError`.
     """
-    for name, value in (("worst", worst), ("max_records", max_records), ("bins", bins)):
-        if value < (1 if name == "bins" else 0):
-            raise ConfigError(f"{name} must be {'positive' if name == 'bins' else '>= 0'}, got {value!r}")
+    for name, value in (("worst", worst), ("max_records", max_records)):
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value!r}")
+    if bins < 1:
+        raise ConfigError(f"bins must be positive, got {bins!r}")
     tell = step or (lambda _: None)
     tell("reading the runs")
     current = _run_info(scan_results(run), "B" if versus is not None else "run")

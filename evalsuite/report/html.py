@@ -19,7 +19,12 @@ __all__ = ["render_html"]
 
 def render_html(report: Report) -> str:
     """The whole page; charts are drawn by the inlined Vega-Embed when the page opens (SVG)."""
-    import jinja2
+    try:
+        import jinja2
+    except ImportError as error:
+        raise MissingDependencyError(
+            "the HTML report needs jinja2: pip install 'evalsuite[report]'"
+        ) from error
 
     import evalsuite
 
